@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what building and testing slastream needs on a fresh Debian
+# machine, skipping whatever is already there. Safe to run repeatedly.
+#   libclang-dev  RocksDB's bindgen (build)
+#   g++, make     RocksDB and librdkafka (build)
+set -euo pipefail
+
+need_apt=()
+if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; then
+  need_apt+=(libclang-dev)
+fi
+command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+
+if ((${#need_apt[@]})); then
+  echo "setup: installing ${need_apt[*]}" >&2
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test of slastream on a fresh machine: installs what is missing,
+# builds once into a reused target directory, runs unit, property and
+# integration tests, and compiles the benches.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/slastream/target}"
+export SLASTREAM_TOOLS="${SLASTREAM_TOOLS:-$HOME/.cache/slastream/tools}"
+mkdir -p "$CARGO_TARGET_DIR" "$SLASTREAM_TOOLS"
+
+scripts/setup.sh
+
+# One optimised profile for tests, benches and binaries: RocksDB and
+# librdkafka compile once.
+cargo build --release --all-targets
+cargo test --release --all-targets

@@ -1,0 +1,295 @@
+//! JSON shapes of the API (SPEC §4). Whole numbers are written as integers,
+//! everything else as floats; instants as RFC 3339 UTC.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::ApiError;
+use crate::engine::query::{month_window, Breach, Numbers, Scope};
+use crate::engine::{Engine, RuntimeExclusion};
+use crate::model::slo::{ClockKind, Exclusion, Indicator, SloDef, SloWindow, Targets, PRIORITIES, SEVERITIES};
+use crate::model::time::{format_duration, format_rfc3339, parse_rfc3339, Millis, MINUTE};
+
+/// A JSON number: an integer when `x` is whole, else a float.
+pub fn num(x: f64) -> Value {
+    if x.is_finite() && x.fract() == 0.0 && x.abs() < 9.0e15 {
+        json!(x as i64)
+    } else {
+        json!(x)
+    }
+}
+
+fn opt_num(x: Option<f64>) -> Value {
+    x.map(num).unwrap_or(Value::Null)
+}
+
+fn targets_json(indicator: Indicator, t: &Targets) -> Value {
+    let names = if indicator.is_ticket() { PRIORITIES } else { SEVERITIES };
+    let mut m = serde_json::Map::new();
+    for (i, v) in t.iter().enumerate() {
+        if let Some(ms) = v {
+            m.insert(names[i].to_string(), json!(format_duration(*ms)));
+        }
+    }
+    Value::Object(m)
+}
+
+pub fn slo_json(s: &SloDef) -> Value {
+    let mut v = json!({
+        "name": s.name,
+        "description": s.description,
+        "indicator": s.indicator.as_str(),
+        "objective": s.objective,
+        "window": match s.window { SloWindow::Rolling(ms) => format_duration(ms), SloWindow::Month => "month".into() },
+        "unit": s.indicator.unit(),
+        "filter": s.filter,
+        "segment_objectives": s.segment_objectives,
+    });
+    let o = v.as_object_mut().expect("json object literal");
+    if let Some(t) = s.threshold_ms {
+        o.insert("threshold_ms".into(), num(t));
+    }
+    if s.indicator.is_ticket() || s.indicator.is_incident_clock() {
+        o.insert("clock".into(), json!(match s.clock { ClockKind::Business => "business", ClockKind::AllDay => "24x7" }));
+        o.insert("targets".into(), targets_json(s.indicator, &s.targets));
+        let seg: serde_json::Map<String, Value> =
+            s.segment_targets.iter().map(|(k, t)| (k.clone(), targets_json(s.indicator, t))).collect();
+        o.insert("segment_targets".into(), Value::Object(seg));
+    }
+    if s.indicator.is_ticket() {
+        o.insert("pausable".into(), json!(s.pausable));
+    }
+    if s.indicator == Indicator::IncidentAvailability {
+        let sev: Vec<&str> = s.severities.iter().map(|l| SEVERITIES[*l as usize]).collect();
+        o.insert("severities".into(), json!(sev));
+    }
+    v
+}
+
+pub fn compliance_json(engine: &Engine, slo: usize, scope: &Scope, from: Millis, to: Millis, n: &Numbers) -> Value {
+    let def = engine.slo(slo);
+    let scope_json = match scope {
+        Scope::Customer(c) => {
+            let c = engine.customers().get(*c);
+            json!({"customer": &*c.id, "segment": &*c.segment, "timezone": &*c.timezone})
+        }
+        Scope::Filter { segment, timezone } => {
+            let mut m = serde_json::Map::new();
+            if let Some(s) = segment {
+                m.insert("segment".into(), json!(s));
+            }
+            if let Some(z) = timezone {
+                m.insert("timezone".into(), json!(z));
+            }
+            Value::Object(m)
+        }
+    };
+    json!({
+        "slo": def.name,
+        "scope": scope_json,
+        "window": {"from": format_rfc3339(from), "to": format_rfc3339(to)},
+        "objective": n.objective,
+        "unit": def.indicator.unit(),
+        "total": num(n.total),
+        "good": num(n.good),
+        "bad": num(n.bad),
+        "attainment": opt_num(n.attainment),
+        "allowed_bad": n.allowed_bad,
+        "budget_consumed": opt_num(n.budget_consumed),
+        "budget_remaining": opt_num(n.budget_remaining),
+        "status": n.status,
+        "excluded_seconds": num(n.excluded_seconds),
+    })
+}
+
+pub fn breach_json(b: &Breach) -> Value {
+    let mut v = json!({
+        "slo": b.slo,
+        "kind": b.kind,
+        "id": b.id,
+        "customer": b.customer,
+        "segment": b.segment,
+        "timezone": b.timezone,
+        "target_seconds": num(b.target_seconds),
+        "elapsed_seconds": num(b.elapsed_seconds),
+        "breached_at": format_rfc3339(b.breached_at),
+        "stopped_at": b.stopped_at.map(format_rfc3339),
+    });
+    let o = v.as_object_mut().expect("json object literal");
+    if let Some(p) = b.priority {
+        o.insert("priority".into(), json!(p));
+    }
+    if let Some(s) = b.severity {
+        o.insert("severity".into(), json!(s));
+    }
+    v
+}
+
+/// One row of the monthly report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportRow {
+    pub customer: String,
+    pub segment: String,
+    pub timezone: String,
+    pub slo: String,
+    pub objective: f64,
+    pub unit: &'static str,
+    pub total: Value,
+    pub good: Value,
+    pub bad: Value,
+    pub attainment: Value,
+    pub budget_remaining: Value,
+    pub status: &'static str,
+    pub credit_percent: Value,
+}
+
+/// Every known customer × SLO for the month, each in the customer's zone.
+pub fn report_rows(engine: &Engine, year: i16, month: i8, now: Millis) -> Vec<ReportRow> {
+    let mut rows = Vec::new();
+    let mut customers: Vec<_> = engine.customers().iter().collect();
+    customers.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+    for (idx, c) in customers {
+        let Some((from, to)) = month_window(year, month, &c.zone) else { continue };
+        for (s, def) in engine.settings().slos.iter().enumerate() {
+            let n = engine.numbers(s, &Scope::Customer(idx), from, to, now);
+            rows.push(ReportRow {
+                customer: c.id.to_string(),
+                segment: c.segment.to_string(),
+                timezone: c.timezone.to_string(),
+                slo: def.name.clone(),
+                objective: n.objective,
+                unit: def.indicator.unit(),
+                total: num(n.total),
+                good: num(n.good),
+                bad: num(n.bad),
+                attainment: opt_num(n.attainment),
+                budget_remaining: opt_num(n.budget_remaining),
+                status: n.status,
+                credit_percent: num(engine.credit_percent(s, n.attainment)),
+            });
+        }
+    }
+    rows
+}
+
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
+}
+
+fn csv_value(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => csv_field(s),
+        other => other.to_string(),
+    }
+}
+
+pub const REPORT_COLUMNS: [&str; 13] = [
+    "customer", "segment", "timezone", "slo", "objective", "unit", "total", "good", "bad", "attainment",
+    "budget_remaining", "status", "credit_percent",
+];
+
+pub fn report_csv(rows: &[ReportRow]) -> String {
+    let mut out = REPORT_COLUMNS.join(",");
+    out.push('\n');
+    for r in rows {
+        let fields = [
+            csv_field(&r.customer),
+            csv_field(&r.segment),
+            csv_field(&r.timezone),
+            csv_field(&r.slo),
+            num(r.objective).to_string(),
+            r.unit.to_string(),
+            csv_value(&r.total),
+            csv_value(&r.good),
+            csv_value(&r.bad),
+            csv_value(&r.attainment),
+            csv_value(&r.budget_remaining),
+            r.status.to_string(),
+            csv_value(&r.credit_percent),
+        ];
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn exclusion_json(id: Option<u64>, x: &Exclusion) -> Value {
+    json!({
+        "id": id,
+        "name": x.name,
+        "from": format_rfc3339(x.from),
+        "to": format_rfc3339(x.to),
+        "slos": x.slos,
+        "customers": x.customers,
+        "segments": x.segments,
+        "reason": x.reason,
+    })
+}
+
+pub fn runtime_exclusion_json(r: &RuntimeExclusion) -> Value {
+    let mut v = exclusion_json(Some(r.id), &r.exclusion);
+    let o = v.as_object_mut().expect("json object literal");
+    o.insert("author".into(), json!(r.author));
+    o.insert("created_at".into(), json!(format_rfc3339(r.created_at)));
+    v
+}
+
+/// Body of `POST /api/v1/exclusions`: SPEC §2.4 plus `author`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExclusionRequest {
+    pub name: String,
+    pub from: String,
+    pub to: String,
+    pub slos: Option<Vec<String>>,
+    pub customers: Option<Vec<String>>,
+    pub segments: Option<Vec<String>>,
+    #[serde(default)]
+    pub reason: String,
+    pub author: String,
+}
+
+impl ExclusionRequest {
+    /// Checks the body; run-time exclusions are bounded by whole minutes so
+    /// that they apply exactly to minute buckets.
+    pub fn validate(self, engine: &Engine) -> Result<(Exclusion, String), ApiError> {
+        let instant = |key: &str, v: &str| -> Result<Millis, ApiError> {
+            let t = parse_rfc3339(v)
+                .ok_or_else(|| ApiError::BadRequest(format!("field \"{key}\" must be an RFC 3339 timestamp, got \"{v}\"")))?;
+            if t.rem_euclid(MINUTE) != 0 {
+                return Err(ApiError::BadRequest(format!("field \"{key}\" must be a whole minute, got \"{v}\"")));
+            }
+            Ok(t)
+        };
+        let from = instant("from", &self.from)?;
+        let to = instant("to", &self.to)?;
+        if from >= to {
+            return Err(ApiError::BadRequest("field \"to\" must be after \"from\"".into()));
+        }
+        if self.author.trim().is_empty() {
+            return Err(ApiError::BadRequest("field \"author\" must not be empty".into()));
+        }
+        if let Some(slos) = &self.slos {
+            for s in slos {
+                if engine.slo_index(s).is_none() {
+                    return Err(ApiError::BadRequest(format!("field \"slos\": unknown SLO \"{s}\"")));
+                }
+            }
+        }
+        let exclusion = Exclusion {
+            name: self.name,
+            from,
+            to,
+            slos: self.slos,
+            customers: self.customers,
+            segments: self.segments,
+            reason: self.reason,
+        };
+        Ok((exclusion, self.author))
+    }
+}

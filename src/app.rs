@@ -1,0 +1,237 @@
+//! Wiring: opens the state, feeds the engine (from a file for `replay`),
+//! persists one batch per group of events, serves the API, drains on
+//! cancellation. One `CancellationToken` is the root of every task.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState, MetricsFn};
+use crate::config::Config;
+use crate::engine::{Applied, Engine, IngestCounts};
+use crate::model::event::decode;
+use crate::model::time::{Clock, WallClock};
+use crate::store::{state, RocksStore, Store};
+
+/// Events applied between two persisted batches.
+pub const BATCH_EVENTS: usize = 4096;
+
+pub struct ReplayOptions {
+    pub input: PathBuf,
+    pub then_serve: bool,
+    pub dead_letter: Option<PathBuf>,
+    pub alerts: bool,
+}
+
+/// Opens (or creates) the state directory and restores the engine from it.
+pub fn open_state(cfg: &Config) -> anyhow::Result<(Engine, Arc<dyn Store>)> {
+    std::fs::create_dir_all(&cfg.state.path)
+        .with_context(|| format!("creating state directory {}", cfg.state.path.display()))?;
+    let store: Arc<dyn Store> = Arc::new(RocksStore::open(&cfg.state.path)?);
+    let engine = state::restore(cfg, store.as_ref())?;
+    Ok((engine, store))
+}
+
+fn metrics_fn() -> MetricsFn {
+    Arc::new(|engine: &Engine, _now| crate::export::render(engine))
+}
+
+/// Serves the API until `shutdown` is cancelled.
+pub async fn serve(cfg: &Config, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.http.listen))?;
+    tracing::info!(addr = %cfg.http.listen, "serving the API");
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+/// `slastream replay`: the engine fed from an NDJSON file.
+pub async fn replay(cfg: Config, opts: ReplayOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (engine, store) = open_state(&cfg)?;
+    let engine = Arc::new(RwLock::new(engine));
+    let clock: Arc<dyn Clock> = Arc::new(WallClock);
+    let ready = Arc::new(AtomicBool::new(false));
+    let app = AppState {
+        engine: engine.clone(),
+        clock: clock.clone(),
+        admin_token: cfg.http.admin_token.clone(),
+        ready: ready.clone(),
+        metrics: metrics_fn(),
+    };
+    let server = if opts.then_serve {
+        let cfg2 = cfg.clone();
+        let token = shutdown.clone();
+        Some(tokio::spawn(async move { serve(&cfg2, app, token).await }))
+    } else {
+        None
+    };
+    let feed = {
+        let engine = engine.clone();
+        let store = store.clone();
+        let shutdown = shutdown.clone();
+        tokio::task::spawn_blocking(move || replay_file(&opts, &engine, store.as_ref(), clock.as_ref(), &shutdown))
+    };
+    let summary = feed.await.context("replay task")??;
+    eprintln!("{summary}");
+    if let Some(server) = server {
+        if !shutdown.is_cancelled() {
+            ready.store(true, Ordering::SeqCst);
+            eprintln!("replay done; serving the API on http://{} (Ctrl-C to stop)", cfg.http.listen);
+        }
+        server.await.context("server task")??;
+    }
+    Ok(())
+}
+
+pub struct ReplaySummary {
+    pub lines: u64,
+    pub counts: IngestCounts,
+    pub elapsed: Duration,
+    pub interrupted: bool,
+}
+
+impl std::fmt::Display for ReplaySummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        write!(
+            f,
+            "replay {}: {} lines in {:.1}s ({:.0} events/s): accepted {}, duplicate {}, late {}, invalid {}",
+            if self.interrupted { "interrupted" } else { "done" },
+            self.lines,
+            secs,
+            self.lines as f64 / secs,
+            self.counts.accepted,
+            self.counts.duplicate,
+            self.counts.late,
+            self.counts.invalid
+        )
+    }
+}
+
+/// Applies every line of the file, persisting one batch per `BATCH_EVENTS`.
+pub fn replay_file(
+    opts: &ReplayOptions,
+    engine: &RwLock<Engine>,
+    store: &dyn Store,
+    clock: &dyn Clock,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<ReplaySummary> {
+    let file = std::fs::File::open(&opts.input).with_context(|| format!("opening {}", opts.input.display()))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut dead = match &opts.dead_letter {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut counts = IngestCounts::default();
+    let mut line_no: u64 = 0;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut lines: Vec<Vec<u8>> = Vec::with_capacity(BATCH_EVENTS);
+    let mut eof = false;
+    while !eof {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        lines.clear();
+        while lines.len() < BATCH_EVENTS {
+            buf.clear();
+            let n = reader.read_until(b'\n', &mut buf).context("reading input")?;
+            if n == 0 {
+                eof = true;
+                break;
+            }
+            let trimmed = trim_line(&buf);
+            lines.push(trimmed.to_vec());
+        }
+        let now = clock.now();
+        let mut e = engine.write().unwrap_or_else(|e| e.into_inner());
+        for raw in &lines {
+            line_no += 1;
+            if raw.is_empty() {
+                continue;
+            }
+            let result = match decode(raw) {
+                Ok(ev) => e.apply(&ev, now),
+                Err(invalid) => {
+                    e.record_invalid(kind_hint(raw));
+                    Applied::Invalid(invalid.reason)
+                }
+            };
+            counts.record(&result);
+            if let (Some(w), Applied::Invalid(reason) | Applied::Late) = (dead.as_mut(), &result) {
+                let reason = match &result {
+                    Applied::Late => "late: older than watermark - max_lateness".to_string(),
+                    _ => reason_of(&result),
+                };
+                let rec = serde_json::json!({
+                    "error": reason,
+                    "line": line_no,
+                    "raw": String::from_utf8_lossy(raw),
+                });
+                writeln!(w, "{rec}").context("writing dead letters")?;
+            }
+        }
+        let batch = state::dirty_batch(&mut e);
+        drop(e);
+        store.write(batch)?;
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            eprintln!(
+                "replay: {} lines, {:.0} events/s, invalid {}, duplicate {}, late {}",
+                line_no,
+                line_no as f64 / secs,
+                counts.invalid,
+                counts.duplicate,
+                counts.late
+            );
+        }
+    }
+    if let Some(mut w) = dead {
+        w.flush().context("writing dead letters")?;
+    }
+    Ok(ReplaySummary { lines: line_no, counts, elapsed: started.elapsed(), interrupted: !eof })
+}
+
+fn reason_of(a: &Applied) -> String {
+    match a {
+        Applied::Invalid(r) => r.clone(),
+        other => other.result_label().to_string(),
+    }
+}
+
+fn trim_line(buf: &[u8]) -> &[u8] {
+    let mut end = buf.len();
+    while end > 0 && (buf[end - 1] == b'\n' || buf[end - 1] == b'\r') {
+        end -= 1;
+    }
+    &buf[..end]
+}
+
+/// The `kind` of an undecodable message when it can still be seen, for the
+/// invalid counter's label.
+pub fn kind_hint(raw: &[u8]) -> &'static str {
+    let s = String::from_utf8_lossy(&raw[..raw.len().min(4096)]);
+    for kind in ["ticket", "incident", "probe"] {
+        if s.contains(&format!("\"kind\":\"{kind}\"")) || s.contains(&format!("\"kind\": \"{kind}\"")) {
+            return kind;
+        }
+    }
+    "unknown"
+}
+
+/// Where `check-config` and the other commands look by default.
+pub fn default_config_path() -> &'static Path {
+    Path::new("config/slastream.toml")
+}

@@ -1,0 +1,732 @@
+//! The SLA engine: applies decoded events to windowed state and answers every
+//! number of SPEC §3. Pure and synchronous: "now" and the wall clock are
+//! arguments, nothing here does I/O. The state is plain data (`Series`,
+//! ticket/incident event lists, customers, dedup hashes, watermark) that the
+//! store persists; derived data (clock contributions, downtime) is rebuilt
+//! from it by `Engine::rebuild_derived`.
+
+pub mod buckets;
+pub mod clock;
+pub mod customers;
+pub mod dedup;
+pub mod query;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::model::calendar::BusinessCalendar;
+use crate::model::event::{Body, Event, IncidentBody, ProbeBody, TicketBody};
+use crate::model::interval::SpanSet;
+use crate::model::slo::{ClockKind, CreditPolicy, Exclusion, Indicator, SloDef, PRIORITIES, SEVERITIES};
+use crate::model::time::{format_duration, Millis};
+
+use buckets::{Counts, Series};
+use clock::{evaluate, incident_timeline, ticket_timeline, ClockRun, IncidentEv, Outcome, TicketEv};
+use customers::{CustomerIdx, Customers, Named, Origin};
+use dedup::Dedup;
+
+pub type ItemIdx = u32;
+
+/// What happened to one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Accepted,
+    Duplicate,
+    Late,
+    Invalid(String),
+}
+
+impl Applied {
+    pub fn result_label(&self) -> &'static str {
+        match self {
+            Applied::Accepted => "accepted",
+            Applied::Duplicate => "duplicate",
+            Applied::Late => "late",
+            Applied::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// The SLO-independent settings the engine needs.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub slos: Vec<SloDef>,
+    pub exclusions: Vec<Exclusion>,
+    pub credits: Vec<CreditPolicy>,
+    pub max_lateness: Millis,
+    pub max_future_skew: Millis,
+}
+
+impl EngineSettings {
+    pub fn from_config(cfg: &Config) -> EngineSettings {
+        EngineSettings {
+            slos: cfg.slos.clone(),
+            exclusions: cfg.exclusions.clone(),
+            credits: cfg.credits.clone(),
+            max_lateness: cfg.ingest.max_lateness,
+            max_future_skew: cfg.ingest.max_future_skew,
+        }
+    }
+}
+
+/// A run-time exclusion added through the API.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RuntimeExclusion {
+    pub id: u64,
+    pub exclusion: Exclusion,
+    pub author: String,
+    pub created_at: Millis,
+}
+
+/// One change to the run-time exclusions (SPEC §4 audit log).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at: Millis,
+    pub who: String,
+    /// `add` or `delete`.
+    pub action: String,
+    pub exclusion_id: u64,
+    pub before: Option<RuntimeExclusion>,
+    pub after: Option<RuntimeExclusion>,
+}
+
+/// The events of one ticket or incident, sorted by their SPEC §3 order.
+#[derive(Debug, Clone)]
+pub struct Item<E> {
+    pub id: String,
+    pub events: Vec<E>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Items<E> {
+    pub list: Vec<Item<E>>,
+    pub index: HashMap<String, ItemIdx>,
+}
+
+impl<E> Default for Items<E> {
+    fn default() -> Self {
+        Items { list: Vec::new(), index: HashMap::new() }
+    }
+}
+
+impl<E> Items<E> {
+    pub(crate) fn get_or_insert(&mut self, id: &str) -> ItemIdx {
+        if let Some(i) = self.index.get(id) {
+            return *i;
+        }
+        let i = self.list.len() as ItemIdx;
+        self.list.push(Item { id: id.to_string(), events: Vec::new() });
+        self.index.insert(id.to_string(), i);
+        i
+    }
+}
+
+/// Per-SLO state.
+#[derive(Debug, Clone, Default)]
+pub struct SloState {
+    /// Counted outcomes per customer (probe events, or clocks at their
+    /// evaluation instant when stopped).
+    pub by_customer: Vec<Series>,
+    /// The same, summed per (segment, timezone) group.
+    pub by_group: Vec<Series>,
+    /// Clock SLOs: what each ticket/incident currently contributes, per customer.
+    pub contribs: HashMap<ItemIdx, Vec<(CustomerIdx, Outcome)>>,
+    /// Running clocks with a breach instant: (breach_at, item, customer).
+    pub pending: BTreeSet<(Millis, ItemIdx, CustomerIdx)>,
+    /// `incident_availability`: downtime per customer, per incident.
+    pub downtime: HashMap<CustomerIdx, BTreeMap<ItemIdx, SpanSet>>,
+    pub downtime_by_item: HashMap<ItemIdx, Vec<CustomerIdx>>,
+}
+
+impl SloState {
+    pub(crate) fn customer_series(&mut self, c: CustomerIdx) -> &mut Series {
+        let i = c as usize;
+        if self.by_customer.len() <= i {
+            self.by_customer.resize_with(i + 1, Series::default);
+        }
+        &mut self.by_customer[i]
+    }
+
+    pub(crate) fn group_series(&mut self, g: u32) -> &mut Series {
+        let i = g as usize;
+        if self.by_group.len() <= i {
+            self.by_group.resize_with(i + 1, Series::default);
+        }
+        &mut self.by_group[i]
+    }
+}
+
+/// Ingest counters by kind and result, for the progress line and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestCounts {
+    pub accepted: u64,
+    pub duplicate: u64,
+    pub late: u64,
+    pub invalid: u64,
+}
+
+impl IngestCounts {
+    pub fn record(&mut self, a: &Applied) {
+        match a {
+            Applied::Accepted => self.accepted += 1,
+            Applied::Duplicate => self.duplicate += 1,
+            Applied::Late => self.late += 1,
+            Applied::Invalid(_) => self.invalid += 1,
+        }
+    }
+}
+
+/// What changed since the last `take_dirty`, for the store.
+#[derive(Debug, Clone, Default)]
+pub struct Dirty {
+    pub tickets: HashSet<ItemIdx>,
+    pub incidents: HashSet<ItemIdx>,
+    pub customers: HashSet<CustomerIdx>,
+    /// (slo index, customer, bucket start) of probe-SLO buckets.
+    pub buckets: HashSet<(u32, CustomerIdx, Millis)>,
+    pub dedup: Vec<(dedup::IdHash, Millis)>,
+    pub dedup_gone: Vec<(dedup::IdHash, Millis)>,
+    pub watermark: bool,
+    pub exclusions: bool,
+}
+
+pub struct Engine {
+    pub(crate) settings: Arc<EngineSettings>,
+    pub(crate) customers: Customers,
+    pub(crate) watermark: Option<Millis>,
+    pub(crate) dedup: Dedup,
+    pub(crate) tickets: Items<TicketEv>,
+    pub(crate) incidents: Items<IncidentEv>,
+    pub(crate) slos: Vec<SloState>,
+    pub(crate) runtime_exclusions: Vec<RuntimeExclusion>,
+    pub(crate) next_exclusion_id: u64,
+    pub(crate) audit: Vec<AuditEntry>,
+    pub(crate) always: BusinessCalendar,
+    /// Indices of SLOs by indicator family, for the hot path.
+    probe_slos: Vec<usize>,
+    ticket_slos: Vec<usize>,
+    incident_slos: Vec<usize>,
+    pub counts: HashMap<&'static str, IngestCounts>,
+    pub(crate) dirty: Dirty,
+    track_dirty: bool,
+}
+
+impl Engine {
+    /// An empty engine with the registry customers of `cfg`.
+    pub fn new(cfg: &Config) -> Engine {
+        let settings = EngineSettings::from_config(cfg);
+        let mut customers = Customers::default();
+        for c in &cfg.customers {
+            let cal = cfg
+                .calendars
+                .get(&c.calendar)
+                .cloned()
+                .unwrap_or_else(crate::model::slo::CalendarDef::always);
+            customers.register(&c.id, &c.segment, &c.timezone, &cal);
+        }
+        let family = |f: fn(Indicator) -> bool| -> Vec<usize> {
+            settings.slos.iter().enumerate().filter(|(_, s)| f(s.indicator)).map(|(i, _)| i).collect()
+        };
+        let probe_slos = family(Indicator::is_probe);
+        let ticket_slos = family(Indicator::is_ticket);
+        let incident_slos = family(|i| i.is_incident_clock() || i == Indicator::IncidentAvailability);
+        Engine {
+            slos: vec![SloState::default(); settings.slos.len()],
+            settings: Arc::new(settings),
+            customers,
+            watermark: None,
+            dedup: Dedup::default(),
+            tickets: Items::default(),
+            incidents: Items::default(),
+            runtime_exclusions: Vec::new(),
+            next_exclusion_id: 1,
+            audit: Vec::new(),
+            always: BusinessCalendar::always(),
+            probe_slos,
+            ticket_slos,
+            incident_slos,
+            counts: HashMap::new(),
+            dirty: Dirty::default(),
+            track_dirty: false,
+        }
+    }
+
+    /// Makes the engine record what changed, for `take_dirty`.
+    pub fn track_changes(&mut self, on: bool) {
+        self.track_dirty = on;
+    }
+
+    pub fn take_dirty(&mut self) -> Dirty {
+        std::mem::take(&mut self.dirty)
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    pub fn watermark(&self) -> Option<Millis> {
+        self.watermark
+    }
+
+    pub fn customers(&self) -> &Customers {
+        &self.customers
+    }
+
+    pub fn slo_index(&self, name: &str) -> Option<usize> {
+        self.settings.slos.iter().position(|s| s.name == name)
+    }
+
+    pub fn runtime_exclusions(&self) -> &[RuntimeExclusion] {
+        &self.runtime_exclusions
+    }
+
+    /// Counts a message that could not be decoded.
+    pub fn record_invalid(&mut self, kind: &'static str) {
+        self.counts.entry(kind).or_default().invalid += 1;
+    }
+
+    /// Applies one decoded event. `wall_now` is the wall clock, used for the
+    /// future-skew check only.
+    pub fn apply(&mut self, ev: &Event<'_>, wall_now: Millis) -> Applied {
+        let result = self.apply_inner(ev, wall_now);
+        self.counts.entry(ev.kind_str()).or_default().record(&result);
+        result
+    }
+
+    fn apply_inner(&mut self, ev: &Event<'_>, wall_now: Millis) -> Applied {
+        if ev.occurred_at > wall_now.saturating_add(self.settings.max_future_skew) {
+            return Applied::Invalid(format!(
+                "occurred_at is more than {} ahead of the wall clock",
+                format_duration(self.settings.max_future_skew)
+            ));
+        }
+        let h = dedup::hash_id(&ev.event_id);
+        if self.dedup.contains(h) {
+            return Applied::Duplicate;
+        }
+        if let Some(w) = self.watermark {
+            if ev.occurred_at < w.saturating_sub(self.settings.max_lateness) {
+                return Applied::Late;
+            }
+        }
+        self.dedup.insert(h, ev.occurred_at);
+        if self.track_dirty {
+            self.dirty.dedup.push((h, ev.occurred_at));
+        }
+        if self.watermark.is_none_or(|w| ev.occurred_at > w) {
+            self.watermark = Some(ev.occurred_at);
+            self.dirty.watermark = true;
+            // Ids older than the lateness bound can never be applied again.
+            let cutoff = ev.occurred_at.saturating_sub(self.settings.max_lateness.saturating_mul(2));
+            let gone = self.dedup.prune(cutoff);
+            if self.track_dirty {
+                self.dirty.dedup_gone.extend(gone);
+            }
+        }
+        match &ev.body {
+            Body::Probe(p) => self.apply_probe(ev, p),
+            Body::Ticket(t) => self.apply_ticket(ev, t),
+            Body::Incident(i) => self.apply_incident(ev, i),
+        }
+        Applied::Accepted
+    }
+
+    /// Names a customer; moves its group sums and re-evaluates its clocks
+    /// when an earlier event changed its segment or zone.
+    fn name_customer(&mut self, id: &str, segment: Option<&str>, timezone: Option<&str>, at: Millis, event_id: &str) -> CustomerIdx {
+        let named = self.customers.name(id, segment, timezone, || Origin { at, event_id: event_id.to_string() });
+        let idx = named.idx();
+        match named {
+            Named::Known(_) => {}
+            Named::New(_) => {
+                if self.track_dirty {
+                    self.dirty.customers.insert(idx);
+                }
+            }
+            Named::Moved { idx, from_group } => {
+                if self.track_dirty {
+                    self.dirty.customers.insert(idx);
+                }
+                let to_group = self.customers.get(idx).group;
+                for st in &mut self.slos {
+                    let series = st.customer_series(idx).clone();
+                    for (k, v) in series.iter() {
+                        st.group_series(from_group).add_bucket(k, Counts { good: -v.good, bad: -v.bad });
+                        st.group_series(to_group).add_bucket(k, v);
+                    }
+                }
+                self.recompute_items_of(idx);
+            }
+        }
+        idx
+    }
+
+    fn recompute_items_of(&mut self, c: CustomerIdx) {
+        let id = self.customers.get(c).id.clone();
+        let tickets: Vec<ItemIdx> = (0..self.tickets.list.len() as ItemIdx)
+            .filter(|t| {
+                self.tickets.list[*t as usize]
+                    .events
+                    .iter()
+                    .any(|e| e.customer.as_deref() == Some(&*id))
+            })
+            .collect();
+        for t in tickets {
+            self.recompute_ticket(t);
+        }
+        let incidents: Vec<ItemIdx> = (0..self.incidents.list.len() as ItemIdx)
+            .filter(|i| {
+                self.incidents.list[*i as usize]
+                    .events
+                    .iter()
+                    .any(|e| e.customer_ids.as_ref().is_some_and(|l| l.iter().any(|x| *x == *id)))
+            })
+            .collect();
+        for i in incidents {
+            self.recompute_incident(i);
+        }
+    }
+
+    fn apply_probe(&mut self, ev: &Event<'_>, p: &ProbeBody<'_>) {
+        let Some(cid) = ev.customer_id.as_deref() else { return };
+        let c = self.name_customer(cid, ev.segment.as_deref(), ev.timezone.as_deref(), ev.occurred_at, &ev.event_id);
+        let group = self.customers.get(c).group;
+        for k in 0..self.probe_slos.len() {
+            let s = self.probe_slos[k];
+            let slo = &self.settings.slos[s];
+            if !probe_matches(slo, p) {
+                continue;
+            }
+            if self.config_excluded(s, c, ev.occurred_at) {
+                continue;
+            }
+            let good = match slo.indicator {
+                Indicator::ProbeLatency => p.success && p.latency_ms <= slo.threshold_ms.unwrap_or(f64::INFINITY),
+                _ => p.success,
+            };
+            let st = &mut self.slos[s];
+            let delta = Counts::one(good);
+            st.customer_series(c).add(ev.occurred_at, delta);
+            st.group_series(group).add(ev.occurred_at, delta);
+            if self.track_dirty {
+                self.dirty.buckets.insert((s as u32, c, crate::model::time::floor_minute(ev.occurred_at)));
+            }
+        }
+    }
+
+    /// Whether a configured exclusion removes instant `t` for this SLO and customer.
+    fn config_excluded(&self, slo: usize, c: CustomerIdx, t: Millis) -> bool {
+        if self.settings.exclusions.is_empty() {
+            return false;
+        }
+        let name = &self.settings.slos[slo].name;
+        let cust = self.customers.get(c);
+        self.settings
+            .exclusions
+            .iter()
+            .any(|x| x.from <= t && t < x.to && x.covers(name, &cust.id, &cust.segment))
+    }
+
+    /// Every exclusion (configured and run-time) covering this SLO and customer.
+    pub fn exclusion_spans(&self, slo: usize, c: CustomerIdx) -> SpanSet {
+        let name = &self.settings.slos[slo].name;
+        let cust = self.customers.get(c);
+        SpanSet::from_spans(
+            self.settings
+                .exclusions
+                .iter()
+                .chain(self.runtime_exclusions.iter().map(|r| &r.exclusion))
+                .filter(|x| x.covers(name, &cust.id, &cust.segment))
+                .map(|x| (x.from, x.to)),
+        )
+    }
+
+    /// Run-time exclusions only (applied to probe buckets at query time).
+    pub fn runtime_exclusion_spans(&self, slo: usize, c: CustomerIdx) -> SpanSet {
+        let name = &self.settings.slos[slo].name;
+        let cust = self.customers.get(c);
+        SpanSet::from_spans(
+            self.runtime_exclusions
+                .iter()
+                .map(|r| &r.exclusion)
+                .filter(|x| x.covers(name, &cust.id, &cust.segment))
+                .map(|x| (x.from, x.to)),
+        )
+    }
+
+    fn apply_ticket(&mut self, ev: &Event<'_>, t: &TicketBody<'_>) {
+        if let Some(cid) = ev.customer_id.as_deref() {
+            self.name_customer(cid, ev.segment.as_deref(), ev.timezone.as_deref(), ev.occurred_at, &ev.event_id);
+        }
+        let item = self.tickets.get_or_insert(&t.ticket_id);
+        let opened = t.action == crate::model::event::TicketAction::Opened;
+        let stored = TicketEv {
+            at: ev.occurred_at,
+            action: t.action,
+            event_id: ev.event_id.to_string(),
+            priority: t.priority,
+            customer: if opened { ev.customer_id.as_deref().map(str::to_string) } else { None },
+            service: if opened { t.service.as_deref().map(str::to_string) } else { None },
+            region: if opened { t.region.as_deref().map(str::to_string) } else { None },
+        };
+        let events = &mut self.tickets.list[item as usize].events;
+        let pos = events.partition_point(|e| e.sort_key() < stored.sort_key());
+        events.insert(pos, stored);
+        if self.track_dirty {
+            self.dirty.tickets.insert(item);
+        }
+        self.recompute_ticket(item);
+    }
+
+    fn apply_incident(&mut self, ev: &Event<'_>, i: &IncidentBody<'_>) {
+        if let Some(list) = &i.customer_ids {
+            for cid in list {
+                self.name_customer(cid, None, None, ev.occurred_at, &ev.event_id);
+            }
+        }
+        let item = self.incidents.get_or_insert(&i.incident_id);
+        let opened = i.action == crate::model::event::IncidentAction::Opened;
+        let stored = IncidentEv {
+            at: ev.occurred_at,
+            action: i.action,
+            event_id: ev.event_id.to_string(),
+            severity: i.severity,
+            customer_ids: i.customer_ids.as_ref().map(|l| l.iter().map(|c| c.to_string()).collect()),
+            service: if opened { i.service.as_deref().map(str::to_string) } else { None },
+            planned: opened && i.planned,
+        };
+        let events = &mut self.incidents.list[item as usize].events;
+        let pos = events.partition_point(|e| e.sort_key() < stored.sort_key());
+        events.insert(pos, stored);
+        if self.track_dirty {
+            self.dirty.incidents.insert(item);
+        }
+        self.recompute_incident(item);
+    }
+
+    /// Replaces what clock SLO `s` counts for `item` with `new`.
+    fn set_contribs(&mut self, s: usize, item: ItemIdx, new: Vec<(CustomerIdx, Outcome)>) {
+        let st = &mut self.slos[s];
+        let old = st.contribs.remove(&item).unwrap_or_default();
+        if old == new {
+            if !new.is_empty() {
+                st.contribs.insert(item, new);
+            }
+            return;
+        }
+        for (c, o) in &old {
+            let g = self.customers.get(*c).group;
+            match *o {
+                Outcome::Stopped { at, good, .. } => {
+                    st.customer_series(*c).sub(at, Counts::one(good));
+                    st.group_series(g).sub(at, Counts::one(good));
+                }
+                Outcome::Running { breach_at: Some(b) } => {
+                    st.pending.remove(&(b, item, *c));
+                }
+                Outcome::Running { breach_at: None } => {}
+            }
+        }
+        for (c, o) in &new {
+            let g = self.customers.get(*c).group;
+            match *o {
+                Outcome::Stopped { at, good, .. } => {
+                    st.customer_series(*c).add(at, Counts::one(good));
+                    st.group_series(g).add(at, Counts::one(good));
+                }
+                Outcome::Running { breach_at: Some(b) } => {
+                    st.pending.insert((b, item, *c));
+                }
+                Outcome::Running { breach_at: None } => {}
+            }
+        }
+        if !new.is_empty() {
+            st.contribs.insert(item, new);
+        }
+    }
+
+    /// The calendar a clock of SLO `slo` runs on for customer `c`.
+    fn clock_calendar(&self, slo: &SloDef, c: CustomerIdx) -> &BusinessCalendar {
+        match slo.clock {
+            ClockKind::Business => &self.customers.get(c).calendar,
+            ClockKind::AllDay => &self.always,
+        }
+    }
+
+    /// Evaluates one clock of SLO `s` for customer `c`: `None` when the SLO
+    /// does not count it (no target for its level, or a filter excludes it).
+    pub(crate) fn clock_outcome(&self, s: usize, c: CustomerIdx, run: &ClockRun, pauses: Option<&SpanSet>) -> Option<Outcome> {
+        let slo = &self.settings.slos[s];
+        let cust = self.customers.get(c);
+        let target = slo.target_for(&cust.segment, run.level)?;
+        let mut removed = self.exclusion_spans(s, c);
+        if let Some(p) = pauses {
+            removed = removed.union(p);
+        }
+        Some(evaluate(run, &removed, self.clock_calendar(slo, c), target))
+    }
+
+    pub(crate) fn recompute_ticket(&mut self, item: ItemIdx) {
+        let tl = ticket_timeline(&self.tickets.list[item as usize].events);
+        for k in 0..self.ticket_slos.len() {
+            let s = self.ticket_slos[k];
+            let slo = &self.settings.slos[s];
+            let mut new = Vec::new();
+            if let Some(tl) = &tl {
+                if let Some(c) = self.customers.lookup(&tl.customer) {
+                    let run = if slo.indicator == Indicator::TicketResponse { &tl.response } else { &tl.resolution };
+                    let fields = |key: &str| -> Option<&str> {
+                        match key {
+                            "priority" => Some(PRIORITIES[run.level as usize]),
+                            "service" => tl.service.as_deref(),
+                            "region" => tl.region.as_deref(),
+                            _ => None,
+                        }
+                    };
+                    if filter_matches(slo, fields) {
+                        let pauses = slo.pausable.then_some(&tl.pauses);
+                        if let Some(o) = self.clock_outcome(s, c, run, pauses) {
+                            new.push((c, o));
+                        }
+                    }
+                }
+            }
+            self.set_contribs(s, item, new);
+        }
+    }
+
+    pub(crate) fn recompute_incident(&mut self, item: ItemIdx) {
+        let tl = incident_timeline(&self.incidents.list[item as usize].events);
+        for k in 0..self.incident_slos.len() {
+            let s = self.incident_slos[k];
+            let slo = &self.settings.slos[s];
+            let counted = tl.as_ref().filter(|tl| !tl.planned);
+            if slo.indicator == Indicator::IncidentAvailability {
+                let mut per_customer: BTreeMap<CustomerIdx, SpanSet> = BTreeMap::new();
+                if let Some(tl) = counted {
+                    for piece in &tl.open_pieces {
+                        let fields = |key: &str| -> Option<&str> {
+                            match key {
+                                "severity" => Some(SEVERITIES[piece.severity as usize]),
+                                "service" => tl.service.as_deref(),
+                                _ => None,
+                            }
+                        };
+                        if !slo.severities.contains(&piece.severity) || !filter_matches(slo, fields) {
+                            continue;
+                        }
+                        for cid in &piece.customers {
+                            if let Some(c) = self.customers.lookup(cid) {
+                                per_customer.entry(c).or_default().insert(piece.span);
+                            }
+                        }
+                    }
+                }
+                self.set_downtime(s, item, per_customer);
+                continue;
+            }
+            let mut new = Vec::new();
+            if let Some(tl) = counted {
+                let run = if slo.indicator == Indicator::IncidentAck { &tl.ack } else { &tl.resolution };
+                let fields = |key: &str| -> Option<&str> {
+                    match key {
+                        "severity" => Some(SEVERITIES[run.level as usize]),
+                        "service" => tl.service.as_deref(),
+                        _ => None,
+                    }
+                };
+                if filter_matches(slo, fields) {
+                    for cid in &tl.customers {
+                        if let Some(c) = self.customers.lookup(cid) {
+                            if let Some(o) = self.clock_outcome(s, c, run, None) {
+                                new.push((c, o));
+                            }
+                        }
+                    }
+                }
+            }
+            self.set_contribs(s, item, new);
+        }
+    }
+
+    fn set_downtime(&mut self, s: usize, item: ItemIdx, per_customer: BTreeMap<CustomerIdx, SpanSet>) {
+        let st = &mut self.slos[s];
+        if let Some(old) = st.downtime_by_item.remove(&item) {
+            for c in old {
+                if let Some(m) = st.downtime.get_mut(&c) {
+                    m.remove(&item);
+                }
+            }
+        }
+        if per_customer.is_empty() {
+            return;
+        }
+        let mut customers = Vec::with_capacity(per_customer.len());
+        for (c, spans) in per_customer {
+            customers.push(c);
+            st.downtime.entry(c).or_default().insert(item, spans);
+        }
+        st.downtime_by_item.insert(item, customers);
+    }
+
+    /// Re-evaluates every clock (after the set of exclusions changed).
+    pub fn recompute_all(&mut self) {
+        for t in 0..self.tickets.list.len() as ItemIdx {
+            self.recompute_ticket(t);
+        }
+        for i in 0..self.incidents.list.len() as ItemIdx {
+            self.recompute_incident(i);
+        }
+    }
+
+    /// Adds a run-time exclusion, applies it retroactively and audits it.
+    pub fn add_exclusion(&mut self, exclusion: Exclusion, author: String, now: Millis) -> RuntimeExclusion {
+        let r = RuntimeExclusion { id: self.next_exclusion_id, exclusion, author: author.clone(), created_at: now };
+        self.next_exclusion_id += 1;
+        self.runtime_exclusions.push(r.clone());
+        self.push_audit(now, author, "add", r.id, None, Some(r.clone()));
+        self.recompute_all();
+        r
+    }
+
+    /// Withdraws a run-time exclusion and audits it; `None` if unknown.
+    pub fn remove_exclusion(&mut self, id: u64, who: String, now: Millis) -> Option<RuntimeExclusion> {
+        let pos = self.runtime_exclusions.iter().position(|r| r.id == id)?;
+        let r = self.runtime_exclusions.remove(pos);
+        self.push_audit(now, who, "delete", id, Some(r.clone()), None);
+        self.recompute_all();
+        Some(r)
+    }
+
+    fn push_audit(&mut self, at: Millis, who: String, action: &str, id: u64, before: Option<RuntimeExclusion>, after: Option<RuntimeExclusion>) {
+        let seq = self.audit.len() as u64 + 1;
+        self.audit.push(AuditEntry { seq, at, who, action: action.to_string(), exclusion_id: id, before, after });
+        self.dirty.exclusions = true;
+    }
+
+    pub fn audit(&self) -> &[AuditEntry] {
+        &self.audit
+    }
+}
+
+/// A `filter` matches when every key names a field the event has, with an
+/// equal value (SPEC §2.3, §3 "Probes").
+fn filter_matches<'a>(slo: &SloDef, field: impl Fn(&str) -> Option<&'a str>) -> bool {
+    slo.filter.iter().all(|(k, v)| field(k) == Some(v.as_str()))
+}
+
+fn probe_matches(slo: &SloDef, p: &ProbeBody<'_>) -> bool {
+    if slo.filter.is_empty() {
+        return true;
+    }
+    filter_matches(slo, |k| match k {
+        "service" => Some(&*p.service),
+        "region" => p.region.as_deref(),
+        "probe_id" => Some(&*p.probe_id),
+        _ => None,
+    })
+}
+#[cfg(test)]
+mod tests;

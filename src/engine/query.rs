@@ -1,0 +1,354 @@
+//! Reading the engine: windows (rolling, calendar month in a zone), the
+//! numbers of SPEC §3 for a scope, burn rates, breaches and the monthly report.
+
+use serde::Serialize;
+
+use super::buckets::Counts;
+use super::clock::{elapsed_at, incident_timeline, ticket_timeline, ClockRun, Outcome};
+use super::customers::CustomerIdx;
+use super::{Engine, ItemIdx};
+use crate::model::interval::SpanSet;
+use crate::model::slo::{Indicator, SloDef, SloWindow, PRIORITIES, SEVERITIES};
+use crate::model::time::{floor_minute, Millis, MINUTE};
+
+/// Which customers a query covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Customer(CustomerIdx),
+    /// Aggregated: customers matching both filters (`None` = any).
+    Filter { segment: Option<String>, timezone: Option<String> },
+}
+
+/// The calendar month `year-month` in `zone`: [first local midnight, next one).
+pub fn month_window(year: i16, month: i8, zone: &jiff::tz::TimeZone) -> Option<(Millis, Millis)> {
+    let first = jiff::civil::Date::new(year, month, 1).ok()?;
+    let next = first.checked_add(jiff::Span::new().months(1)).ok()?;
+    let start = zone.to_zoned_datetime(first.to_datetime(jiff::civil::Time::midnight())).ok()?;
+    let end = zone.to_zoned_datetime(next.to_datetime(jiff::civil::Time::midnight())).ok()?;
+    Some((start.timestamp().as_millisecond(), end.timestamp().as_millisecond()))
+}
+
+/// Parses `YYYY-MM`.
+pub fn parse_month(s: &str) -> Option<(i16, i8)> {
+    let (y, m) = s.split_once('-')?;
+    if y.len() != 4 || m.len() != 2 {
+        return None;
+    }
+    let y: i16 = y.parse().ok()?;
+    let m: i8 = m.parse().ok()?;
+    (1..=12).contains(&m).then_some((y, m))
+}
+
+/// The SPEC §3 numbers for one scope and window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Numbers {
+    pub objective: f64,
+    pub total: f64,
+    pub good: f64,
+    pub bad: f64,
+    pub attainment: Option<f64>,
+    pub allowed_bad: f64,
+    pub budget_consumed: Option<f64>,
+    pub budget_remaining: Option<f64>,
+    pub status: &'static str,
+    pub excluded_seconds: f64,
+}
+
+impl Numbers {
+    pub fn compute(objective: f64, total: f64, good: f64, excluded_seconds: f64) -> Numbers {
+        let bad = total - good;
+        let attainment = (total > 0.0).then(|| good / total);
+        let allowed_bad = (1.0 - objective) * total;
+        let budget_consumed = if bad == 0.0 {
+            Some(0.0)
+        } else if allowed_bad == 0.0 {
+            None
+        } else {
+            Some(bad / allowed_bad)
+        };
+        let status = match attainment {
+            None => "no_data",
+            Some(a) if a >= objective => "met",
+            Some(_) => "breached",
+        };
+        Numbers {
+            objective,
+            total,
+            good,
+            bad,
+            attainment,
+            allowed_bad,
+            budget_consumed,
+            budget_remaining: budget_consumed.map(|c| 1.0 - c),
+            status,
+            excluded_seconds,
+        }
+    }
+}
+
+/// One entry of the breaches list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Breach {
+    pub slo: String,
+    pub kind: &'static str,
+    pub id: String,
+    pub customer: String,
+    pub segment: String,
+    pub timezone: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<&'static str>,
+    pub target_seconds: f64,
+    pub elapsed_seconds: f64,
+    pub breached_at: Millis,
+    pub stopped_at: Option<Millis>,
+}
+
+impl Engine {
+    pub fn slo(&self, idx: usize) -> &SloDef {
+        &self.settings.slos[idx]
+    }
+
+    fn in_scope(&self, scope: &Scope, c: CustomerIdx) -> bool {
+        match scope {
+            Scope::Customer(x) => *x == c,
+            Scope::Filter { segment, timezone } => {
+                let cust = self.customers.get(c);
+                segment.as_deref().is_none_or(|s| s == &*cust.segment)
+                    && timezone.as_deref().is_none_or(|z| z == &*cust.timezone)
+            }
+        }
+    }
+
+    /// The objective for a scope: the customer's segment objective; for an
+    /// aggregated scope restricted to one segment, that segment's; else the default.
+    pub fn objective(&self, slo: usize, scope: &Scope) -> f64 {
+        let def = self.slo(slo);
+        match scope {
+            Scope::Customer(c) => def.objective_for(&self.customers.get(*c).segment),
+            Scope::Filter { segment: Some(s), .. } => def.objective_for(s),
+            Scope::Filter { .. } => def.objective,
+        }
+    }
+
+    /// Good/bad counts of a counted indicator in [from, to) as of `now`.
+    fn counts(&self, slo: usize, scope: &Scope, from: Millis, to: Millis, now: Millis) -> Counts {
+        let st = &self.slos[slo];
+        let mut c = Counts::default();
+        match scope {
+            Scope::Customer(x) => {
+                if let Some(s) = st.by_customer.get(*x as usize) {
+                    c.add(s.sum(from, to));
+                }
+            }
+            Scope::Filter { segment, timezone } => {
+                for (g, group) in self.customers.groups().iter().enumerate() {
+                    if segment.as_deref().is_some_and(|s| s != &*group.segment)
+                        || timezone.as_deref().is_some_and(|z| z != &*group.timezone)
+                    {
+                        continue;
+                    }
+                    if let Some(s) = st.by_group.get(g) {
+                        c.add(s.sum(from, to));
+                    }
+                }
+            }
+        }
+        // Running clocks past their breach instant are already bad.
+        let upto = to.min(now);
+        if from < upto {
+            for (b, _, cust) in st.pending.range((from, 0, 0)..(upto, 0, 0)) {
+                if *b < now && self.in_scope(scope, *cust) {
+                    c.bad += 1;
+                }
+            }
+        }
+        // Run-time exclusions remove probe events at query time (their bounds
+        // are whole minutes, so bucket sums are exact).
+        if self.slo(slo).indicator.is_probe() && !self.runtime_exclusions.is_empty() {
+            for (cust, _) in self.customers.iter() {
+                if !self.in_scope(scope, cust) {
+                    continue;
+                }
+                let spans = self.runtime_exclusion_spans(slo, cust);
+                if spans.is_empty() {
+                    continue;
+                }
+                if let Some(s) = st.by_customer.get(cust as usize) {
+                    for (a, b) in spans.clip(from, to).spans() {
+                        c.sub(s.sum(*a, *b));
+                    }
+                }
+            }
+        }
+        c
+    }
+
+    /// Availability seconds (total, good, excluded) in [from, to) cut at now.
+    fn availability(&self, slo: usize, scope: &Scope, from: Millis, to: Millis, now: Millis) -> (f64, f64, f64) {
+        let to = to.min(now);
+        if from >= to {
+            return (0.0, 0.0, 0.0);
+        }
+        let st = &self.slos[slo];
+        let (mut total, mut bad, mut excluded) = (0i64, 0i64, 0i64);
+        for (c, _) in self.customers.iter() {
+            if !self.in_scope(scope, c) {
+                continue;
+            }
+            let excl = self.exclusion_spans(slo, c).clip(from, to);
+            let ex = excl.measure();
+            total += (to - from) - ex;
+            excluded += ex;
+            if let Some(items) = st.downtime.get(&c) {
+                let mut down = SpanSet::new();
+                for spans in items.values() {
+                    down = down.union(&spans.clip(from, to));
+                }
+                bad += down.subtract(&excl).measure();
+            }
+        }
+        let secs = |ms: i64| ms as f64 / 1000.0;
+        (secs(total), secs(total - bad), secs(excluded))
+    }
+
+    /// The SPEC §3 numbers of SLO `slo` for `scope` over [from, to) as of `now`.
+    pub fn numbers(&self, slo: usize, scope: &Scope, from: Millis, to: Millis, now: Millis) -> Numbers {
+        let objective = self.objective(slo, scope);
+        if self.slo(slo).indicator == Indicator::IncidentAvailability {
+            let (total, good, excluded) = self.availability(slo, scope, from, to, now);
+            Numbers::compute(objective, total, good, excluded)
+        } else {
+            let c = self.counts(slo, scope, from, to, now);
+            Numbers::compute(objective, c.total() as f64, c.good as f64, 0.0)
+        }
+    }
+
+    /// burn_rate(L) = (bad_L / total_L) / (1 - objective) over the lookback
+    /// ending now (0 when total_L = 0). Counted indicators use minute buckets:
+    /// the lookback is the `L` of whole minutes ending with the current one.
+    pub fn burn_rate(&self, slo: usize, scope: &Scope, lookback: Millis, now: Millis) -> f64 {
+        let objective = self.objective(slo, scope);
+        let (total, bad) = if self.slo(slo).indicator == Indicator::IncidentAvailability {
+            let (t, g, _) = self.availability(slo, scope, now - lookback, now, now);
+            (t, t - g)
+        } else {
+            let end = floor_minute(now) + MINUTE;
+            let c = self.counts(slo, scope, end - lookback, end, now);
+            (c.total() as f64, c.bad as f64)
+        };
+        if total <= 0.0 || objective >= 1.0 {
+            return 0.0;
+        }
+        (bad / total) / (1.0 - objective)
+    }
+
+    /// The SLO's own window ending at `now` for a customer (month in its zone)
+    /// or an aggregated scope (month in `zone`).
+    pub fn own_window(&self, slo: usize, zone: &jiff::tz::TimeZone, now: Millis) -> (Millis, Millis) {
+        match self.slo(slo).window {
+            SloWindow::Rolling(len) => {
+                let end = floor_minute(now) + MINUTE;
+                (end - len, end)
+            }
+            SloWindow::Month => {
+                let z = jiff::Timestamp::from_millisecond(now)
+                    .map(|t| t.to_zoned_datetime(zone.clone()))
+                    .ok();
+                z.and_then(|z| month_window(z.year(), z.month(), zone)).unwrap_or((now, now))
+            }
+        }
+    }
+
+    /// Every ticket / incident clock whose current outcome is a breach.
+    pub fn breaches(&self, slo_filter: Option<usize>, customer: Option<CustomerIdx>, now: Millis) -> Vec<Breach> {
+        let mut out = Vec::new();
+        for (s, st) in self.slos.iter().enumerate() {
+            if slo_filter.is_some_and(|f| f != s) {
+                continue;
+            }
+            let def = self.slo(s);
+            let mut items: Vec<(&ItemIdx, &Vec<(CustomerIdx, Outcome)>)> = st.contribs.iter().collect();
+            items.sort_by_key(|(i, _)| **i);
+            for (item, list) in items {
+                for (c, o) in list {
+                    if customer.is_some_and(|x| x != *c) {
+                        continue;
+                    }
+                    let (breached_at, stopped_at) = match *o {
+                        Outcome::Stopped { at, good: false, breach_at } => (breach_at.unwrap_or(at), Some(at)),
+                        Outcome::Running { breach_at: Some(b) } if b < now => (b, None),
+                        _ => continue,
+                    };
+                    if let Some(b) = self.breach_entry(s, def, *item, *c, breached_at, stopped_at, now) {
+                        out.push(b);
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.breached_at, &a.slo, &a.id, &a.customer).cmp(&(b.breached_at, &b.slo, &b.id, &b.customer)));
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn breach_entry(
+        &self,
+        s: usize,
+        def: &SloDef,
+        item: ItemIdx,
+        c: CustomerIdx,
+        breached_at: Millis,
+        stopped_at: Option<Millis>,
+        now: Millis,
+    ) -> Option<Breach> {
+        let cust = self.customers.get(c);
+        let (kind, id, run, pauses): (&'static str, String, ClockRun, Option<SpanSet>) = if def.indicator.is_ticket() {
+            let it = &self.tickets.list[item as usize];
+            let tl = ticket_timeline(&it.events)?;
+            let run = if def.indicator == Indicator::TicketResponse { tl.response } else { tl.resolution };
+            ("ticket", it.id.clone(), run, def.pausable.then_some(tl.pauses))
+        } else {
+            let it = &self.incidents.list[item as usize];
+            let tl = incident_timeline(&it.events)?;
+            let run = if def.indicator == Indicator::IncidentAck { tl.ack } else { tl.resolution };
+            ("incident", it.id.clone(), run, None)
+        };
+        let target = def.target_for(&cust.segment, run.level)?;
+        let mut removed = self.exclusion_spans(s, c);
+        if let Some(p) = &pauses {
+            removed = removed.union(p);
+        }
+        let cal = match def.clock {
+            crate::model::slo::ClockKind::Business => &cust.calendar,
+            crate::model::slo::ClockKind::AllDay => &self.always,
+        };
+        let elapsed = elapsed_at(&run, &removed, cal, stopped_at.unwrap_or(now));
+        let ticket = kind == "ticket";
+        Some(Breach {
+            slo: def.name.clone(),
+            kind,
+            id,
+            customer: cust.id.to_string(),
+            segment: cust.segment.to_string(),
+            timezone: cust.timezone.to_string(),
+            priority: ticket.then(|| PRIORITIES[run.level as usize]),
+            severity: (!ticket).then(|| SEVERITIES[run.level as usize]),
+            target_seconds: target as f64 / 1000.0,
+            elapsed_seconds: elapsed as f64 / 1000.0,
+            breached_at,
+            stopped_at,
+        })
+    }
+
+    /// The service credit (percent) for an attainment under SLO `slo`.
+    pub fn credit_percent(&self, slo: usize, attainment: Option<f64>) -> f64 {
+        let name = &self.slo(slo).name;
+        self.settings
+            .credits
+            .iter()
+            .filter(|p| &p.slo == name)
+            .map(|p| p.credit(attainment))
+            .fold(0.0, f64::max)
+    }
+}

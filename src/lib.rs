@@ -1,0 +1,18 @@
+//! slastream: streaming SLA/SLO monitoring.
+//!
+//! Codemap: `model` (events, SLO definitions, calendars, time: plain types),
+//! `config` (TOML → validated `Config`), `engine` (pure SLA math and windowed
+//! state), `store` (RocksDB persistence), `api` (axum HTTP API), `export`
+//! (Prometheus text), `generate` (synthetic workload), `app` (wiring),
+//! `cli`/`report` (command line). See ARCHITECTURE.md.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod export;
+pub mod generate;
+pub mod model;
+pub mod report;
+pub mod store;

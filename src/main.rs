@@ -1,0 +1,110 @@
+//! The `slastream` binary: parse the command line, load the configuration,
+//! hand over to `app` with a shutdown token cancelled by SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use slastream::cli::{Cli, Command};
+use slastream::config::{self, Config};
+use tokio_util::sync::CancellationToken;
+
+/// Exit status for configuration errors (SPEC §2).
+const EXIT_CONFIG: u8 = 2;
+
+fn load_config(path: Option<PathBuf>) -> Result<Config, ExitCode> {
+    let path = path.unwrap_or_else(|| slastream::app::default_config_path().to_path_buf());
+    config::load(&path).map_err(|e| {
+        eprintln!("configuration error in {}:\n{e}", path.display());
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        tracing::info!("shutdown requested: draining");
+        t.cancel();
+    });
+    token
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let result = match cli.command {
+            Command::CheckConfig { config } => match load_config(config) {
+                Ok(cfg) => {
+                    println!(
+                        "configuration OK: {} customers, {} calendars, {} SLOs, {} exclusions",
+                        cfg.customers.len(),
+                        cfg.calendars.len(),
+                        cfg.slos.len(),
+                        cfg.exclusions.len()
+                    );
+                    Ok(())
+                }
+                Err(code) => return code,
+            },
+            Command::Replay { config, input, then_serve, dead_letter, alerts } => {
+                let cfg = match load_config(config) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                let opts = slastream::app::ReplayOptions { input, then_serve, dead_letter, alerts };
+                slastream::app::replay(cfg, opts, shutdown_on_signals()).await
+            }
+            Command::Generate { config, rate, customers, seed, duration, start, kafka } => {
+                let cfg = match config {
+                    Some(p) => match load_config(Some(p)) {
+                        Ok(c) => Some(c),
+                        Err(code) => return code,
+                    },
+                    None => None,
+                };
+                slastream::generate::run_cli(cfg, rate, customers, seed, &duration, start.as_deref(), kafka.as_deref())
+            }
+            Command::Report { url, month, format } => slastream::report::run(&url, &month, &format).await,
+            Command::Demo { .. } | Command::Run { .. } | Command::Rules { .. } => {
+                Err(anyhow::anyhow!("this command is not available in this build yet"))
+            }
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

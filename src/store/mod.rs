@@ -1,0 +1,146 @@
+//! Durable state behind a small key-value trait: a RocksDB implementation and
+//! an in-memory one share one conformance suite. A `Batch` is applied
+//! atomically (one RocksDB `WriteBatch`), so the state an event batch produced
+//! and the input position that produced it are persisted together.
+
+mod rocks;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+pub use rocks::RocksStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store at {path}: {source}")]
+    Rocks { path: String, source: rocksdb::Error },
+    #[error("state store: corrupt value under key {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// Puts and deletes applied all together or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push((key, Some(value)));
+    }
+
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.ops.push((key, None));
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+pub trait Store: Send + Sync {
+    /// Applies the batch atomically and durably (the write survives kill -9).
+    fn write(&self, batch: Batch) -> Result<(), StoreError>;
+    /// Every (key, value) whose key starts with `prefix`, in key order.
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Reclaims space of deleted keys (compaction).
+    fn compact(&self) -> Result<(), StoreError>;
+}
+
+/// The in-memory store: the same contract without durability, for tests.
+#[derive(Debug, Clone, Default)]
+pub struct MemStore {
+    map: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
+}
+
+impl Store for MemStore {
+    fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in batch.ops {
+            match v {
+                Some(v) => {
+                    m.insert(k, v);
+                }
+                None => {
+                    m.remove(&k);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(m.range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.map.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned())
+    }
+
+    fn compact(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod conformance {
+    //! The contract every `Store` meets.
+    use super::*;
+
+    pub fn run(store: &dyn Store) {
+        let mut b = Batch::default();
+        b.put(b"a/1".to_vec(), b"x".to_vec());
+        b.put(b"a/2".to_vec(), b"y".to_vec());
+        b.put(b"b/1".to_vec(), b"z".to_vec());
+        store.write(b).expect("write");
+        assert_eq!(store.get(b"a/1").expect("get"), Some(b"x".to_vec()));
+        let a = store.scan(b"a/").expect("scan");
+        assert_eq!(a, vec![(b"a/1".to_vec(), b"x".to_vec()), (b"a/2".to_vec(), b"y".to_vec())]);
+        let mut b = Batch::default();
+        b.delete(b"a/1".to_vec());
+        b.put(b"a/2".to_vec(), b"w".to_vec());
+        b.put(b"a/3".to_vec(), b"v".to_vec());
+        store.write(b).expect("write");
+        let a = store.scan(b"a/").expect("scan");
+        assert_eq!(a, vec![(b"a/2".to_vec(), b"w".to_vec()), (b"a/3".to_vec(), b"v".to_vec())]);
+        assert_eq!(store.get(b"a/1").expect("get"), None);
+        assert_eq!(store.scan(b"c/").expect("scan"), vec![]);
+        // Later ops in one batch win over earlier ones on the same key.
+        let mut b = Batch::default();
+        b.put(b"k".to_vec(), b"1".to_vec());
+        b.delete(b"k".to_vec());
+        b.put(b"k2".to_vec(), b"1".to_vec());
+        b.put(b"k2".to_vec(), b"2".to_vec());
+        store.write(b).expect("write");
+        assert_eq!(store.get(b"k").expect("get"), None);
+        assert_eq!(store.get(b"k2").expect("get"), Some(b"2".to_vec()));
+        store.compact().expect("compact");
+        assert_eq!(store.get(b"k2").expect("get"), Some(b"2".to_vec()));
+    }
+
+    #[test]
+    fn mem_store_conforms() {
+        run(&MemStore::default());
+    }
+
+    #[test]
+    fn rocks_store_conforms_and_persists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = RocksStore::open(dir.path()).expect("open");
+            run(&s);
+        }
+        let s = RocksStore::open(dir.path()).expect("reopen");
+        assert_eq!(s.get(b"a/3").expect("get"), Some(b"v".to_vec()));
+    }
+}

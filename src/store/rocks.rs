@@ -1,0 +1,66 @@
+//! The RocksDB store: the only module that imports `rocksdb`.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+use super::{Batch, Store, StoreError};
+
+pub struct RocksStore {
+    db: DB,
+    path: PathBuf,
+}
+
+impl RocksStore {
+    pub fn open(path: &Path) -> Result<RocksStore, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_max_background_jobs(2);
+        opts.set_keep_log_file_num(3);
+        let db = DB::open(&opts, path).map_err(|source| StoreError::Rocks { path: path.display().to_string(), source })?;
+        Ok(RocksStore { db, path: path.to_path_buf() })
+    }
+
+    fn err(&self, source: rocksdb::Error) -> StoreError {
+        StoreError::Rocks { path: self.path.display().to_string(), source }
+    }
+}
+
+impl Store for RocksStore {
+    fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        for (k, v) in batch.ops {
+            match v {
+                Some(v) => wb.put(k, v),
+                None => wb.delete(k),
+            }
+        }
+        // The WAL is synced with the batch: a batch that returned is durable
+        // across kill -9 and power loss.
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo).map_err(|e| self.err(e))
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator(IteratorMode::From(prefix, Direction::Forward)) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(key).map_err(|e| self.err(e))
+    }
+
+    fn compact(&self) -> Result<(), StoreError> {
+        self.db.compact_range::<&[u8], &[u8]>(None, None);
+        Ok(())
+    }
+}
