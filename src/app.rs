@@ -169,7 +169,7 @@ pub fn replay_file(
                 }
             };
             counts.record(&result);
-            if let (Some(w), Applied::Invalid(reason) | Applied::Late) = (dead.as_mut(), &result) {
+            if let (Some(w), Applied::Invalid(_) | Applied::Late) = (dead.as_mut(), &result) {
                 let reason = match &result {
                     Applied::Late => "late: older than watermark - max_lateness".to_string(),
                     _ => reason_of(&result),
@@ -182,10 +182,12 @@ pub fn replay_file(
                 writeln!(w, "{rec}").context("writing dead letters")?;
             }
         }
+        e.maybe_compact();
         let batch = state::dirty_batch(&mut e);
         drop(e);
         store.write(batch)?;
-        if last_progress.elapsed() >= Duration::from_secs(1) {
+        // The first line follows the first persisted batch, then one a second.
+        if line_no as usize == lines.len() || last_progress.elapsed() >= Duration::from_secs(1) {
             last_progress = Instant::now();
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             eprintln!(

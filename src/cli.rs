@@ -17,8 +17,9 @@ pub enum Command {
     Demo {
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Run the simulated clock N times faster than the wall clock.
-        #[arg(long, default_value_t = 1.0)]
+        /// Run the simulated clock N times faster than the wall clock
+        /// (60 = an hour a minute; 43200 = a month a minute).
+        #[arg(long, default_value_t = 60.0)]
         speed: f64,
     },
     /// Production: consume the configured Kafka topics.

@@ -10,6 +10,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod export;
 pub mod generate;

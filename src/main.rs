@@ -95,7 +95,15 @@ fn main() -> ExitCode {
                 slastream::generate::run_cli(cfg, rate, customers, seed, &duration, start.as_deref(), kafka.as_deref())
             }
             Command::Report { url, month, format } => slastream::report::run(&url, &month, &format).await,
-            Command::Demo { .. } | Command::Run { .. } | Command::Rules { .. } => {
+            Command::Demo { config, speed } => {
+                let path = config.unwrap_or_else(|| slastream::app::default_config_path().to_path_buf());
+                let cfg = match load_config(Some(path)) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                slastream::demo::run(cfg, speed, shutdown_on_signals()).await
+            }
+            Command::Run { .. } | Command::Rules { .. } => {
                 Err(anyhow::anyhow!("this command is not available in this build yet"))
             }
         };

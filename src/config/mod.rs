@@ -19,15 +19,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::model::slo::{
-    parse_priority, parse_severity, CalendarDef, ClockKind, CreditPolicy, CreditTier,
-    CustomerDef, Exclusion, Indicator, Level, SloDef, SloWindow, Targets, PRIORITIES,
-    SEVERITIES,
+    parse_priority, parse_severity, CalendarDef, ClockKind, CreditPolicy, CreditTier, CustomerDef,
+    Exclusion, Indicator, Level, SloDef, SloWindow, Targets, PRIORITIES, SEVERITIES,
 };
 use crate::model::time::{parse_duration, parse_rfc3339, Millis, DAY, MINUTE};
 
 use raw::{
-    quote_key, RawAlerting, RawCalendar, RawConfig, RawCredit, RawCustomer, RawCustomersFile,
-    RawExclusion, RawHttp, RawIngest, RawKafka, RawSlo, RawState,
+    quote_key, DateText, RawAlerting, RawCalendar, RawConfig, RawCredit, RawCustomer,
+    RawCustomersFile, RawExclusion, RawHttp, RawIngest, RawKafka, RawSlo, RawState,
 };
 
 /// The built-in calendar containing every instant; the default of `calendar`.
@@ -44,7 +43,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         }],
     })?;
     let env: Vec<(String, String)> = std::env::vars_os()
-        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
         .filter(|(k, _)| k.starts_with(raw::ENV_PREFIX))
         .collect();
     let base_dir = match path.parent() {
@@ -66,15 +70,23 @@ pub fn parse(text: &str, env: &[(String, String)], base_dir: &Path) -> Result<Co
         .map(|raw| validate(raw, base_dir, &mut problems));
     let mut list = problems.0;
     for problem in &mut list {
-        let var = overrides.iter().find(|(path, _)| {
-            is_within(&problem.path, path) || is_within(path, &problem.path)
-        });
+        let var = overrides
+            .iter()
+            .find(|(path, _)| is_within(&problem.path, path) || is_within(path, &problem.path));
         if let Some((_, var)) = var {
-            problem.message.push_str(&format!(" (set by environment variable {var})"));
+            problem
+                .message
+                .push_str(&format!(" (set by environment variable {var})"));
         }
     }
     match config {
         Some(config) if list.is_empty() => Ok(config),
+        _ if list.is_empty() => Err(ConfigError {
+            problems: vec![Problem {
+                path: String::new(),
+                message: "invalid configuration".into(),
+            }],
+        }),
         _ => Err(ConfigError { problems: list }),
     }
 }
@@ -95,12 +107,17 @@ impl Default for Config {
                 },
                 properties: BTreeMap::new(),
             },
-            state: StateConfig { path: PathBuf::from("./data") },
+            state: StateConfig {
+                path: PathBuf::from("./data"),
+            },
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
                 admin_token: String::new(),
             },
-            ingest: IngestConfig { max_lateness: 7 * DAY, max_future_skew: 5 * MINUTE },
+            ingest: IngestConfig {
+                max_lateness: 7 * DAY,
+                max_future_skew: 5 * MINUTE,
+            },
             alerting: AlertingConfig {
                 alertmanager_urls: Vec::new(),
                 webhook_urls: Vec::new(),
@@ -109,7 +126,9 @@ impl Default for Config {
                 warn_at: 0.75,
                 per_customer_burn_alerts: false,
             },
-            export: ExportConfig { per_customer: false },
+            export: ExportConfig {
+                per_customer: false,
+            },
             customers: Vec::new(),
             calendars: BTreeMap::from([(ALWAYS.to_string(), CalendarDef::always())]),
             slos: Vec::new(),
@@ -148,7 +167,10 @@ impl fmt::Display for Problem {
 
 fn render(problems: &[Problem]) -> String {
     let n = problems.len();
-    let mut out = format!("invalid configuration: {n} problem{}", if n == 1 { "" } else { "s" });
+    let mut out = format!(
+        "invalid configuration: {n} problem{}",
+        if n == 1 { "" } else { "s" }
+    );
     for problem in problems {
         out.push_str("\n  ");
         out.push_str(&problem.to_string());
@@ -166,10 +188,17 @@ struct Problems(Vec<Problem>);
 impl Problems {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
-        if self.0.iter().any(|p| is_within(&path, &p.path) || is_within(&p.path, &path)) {
+        if self
+            .0
+            .iter()
+            .any(|p| is_within(&path, &p.path) || is_within(&p.path, &path))
+        {
             return;
         }
-        self.0.push(Problem { path, message: message.into() });
+        self.0.push(Problem {
+            path,
+            message: message.into(),
+        });
     }
 }
 
@@ -183,18 +212,24 @@ fn is_within(path: &str, ancestor: &str) -> bool {
 }
 
 fn syntax_problem(file: &str, text: &str, e: &toml::de::Error) -> Problem {
-    let at = e.span().and_then(|span| text.get(..span.start)).map(|before| {
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        format!("line {line}, column {column}")
-    });
+    let at = e
+        .span()
+        .and_then(|span| text.get(..span.start))
+        .map(|before| {
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}")
+        });
     let path = match (file, at) {
         ("", Some(at)) => at,
         ("", None) => String::new(),
         (file, Some(at)) => format!("{file}:{at}"),
         (file, None) => file.to_string(),
     };
-    Problem { path, message: format!("invalid TOML: {}", e.message().trim()) }
+    Problem {
+        path,
+        message: format!("invalid TOML: {}", e.message().trim()),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -209,21 +244,38 @@ fn validate(raw: RawConfig, base_dir: &Path, p: &mut Problems) -> Config {
     let ingest = ingest(raw.ingest, defaults.ingest, p);
     let alerting = alerting(raw.alerting, defaults.alerting, p);
     let export = ExportConfig {
-        per_customer: raw.export.per_customer.unwrap_or(defaults.export.per_customer),
+        per_customer: raw
+            .export
+            .per_customer
+            .unwrap_or(defaults.export.per_customer),
     };
 
     // References are checked against the names as written, so that a calendar
     // or SLO with a problem of its own does not also make every user "dangling".
-    let calendar_names: BTreeSet<String> =
-        raw.calendars.keys().cloned().chain([ALWAYS.to_string()]).collect();
+    let calendar_names: BTreeSet<String> = raw
+        .calendars
+        .keys()
+        .cloned()
+        .chain([ALWAYS.to_string()])
+        .collect();
     let calendars = calendars(raw.calendars, p);
 
-    let mut registry = Registry { calendar_names: &calendar_names, seen: HashMap::new(), out: Vec::new() };
+    let mut registry = Registry {
+        calendar_names: &calendar_names,
+        seen: HashMap::new(),
+        out: Vec::new(),
+    };
     for (i, c) in raw.customers.into_iter().enumerate() {
         registry.add(c, &format!("customers[{i}]"), p);
     }
     for (i, file) in raw.customers_files.iter().enumerate() {
-        customers_file(file, &format!("customers_files[{i}]"), base_dir, &mut registry, p);
+        customers_file(
+            file,
+            &format!("customers_files[{i}]"),
+            base_dir,
+            &mut registry,
+            p,
+        );
     }
     let customers = registry.out;
 
@@ -246,10 +298,30 @@ fn validate(raw: RawConfig, base_dir: &Path, p: &mut Problems) -> Config {
         .credits
         .into_iter()
         .enumerate()
-        .filter_map(|(i, c)| credit(c, &format!("credits[{i}]"), &slo_names, &mut seen_credits, p))
+        .filter_map(|(i, c)| {
+            credit(
+                c,
+                &format!("credits[{i}]"),
+                &slo_names,
+                &mut seen_credits,
+                p,
+            )
+        })
         .collect();
 
-    Config { kafka, state, http, ingest, alerting, export, customers, calendars, slos, exclusions, credits }
+    Config {
+        kafka,
+        state,
+        http,
+        ingest,
+        alerting,
+        export,
+        customers,
+        calendars,
+        slos,
+        exclusions,
+        credits,
+    }
 }
 
 fn required<T>(value: Option<T>, path: &str, p: &mut Problems) -> Option<T> {
@@ -311,7 +383,10 @@ fn ratio(value: f64, path: &str, p: &mut Problems) -> Option<f64> {
     if value > 0.0 && value < 1.0 {
         Some(value)
     } else {
-        p.push(path, format!("{value} is out of range: must be between 0 and 1 (exclusive), e.g. 0.999"));
+        p.push(
+            path,
+            format!("{value} is out of range: must be between 0 and 1 (exclusive), e.g. 0.999"),
+        );
         None
     }
 }
@@ -327,7 +402,9 @@ fn kafka(raw: RawKafka, d: KafkaConfig, p: &mut Problems) -> KafkaConfig {
         let name = v.unwrap_or(default);
         let valid = !name.is_empty()
             && name.len() <= 249
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         if !valid {
             p.push(
                 &path,
@@ -345,7 +422,10 @@ fn kafka(raw: RawKafka, d: KafkaConfig, p: &mut Problems) -> KafkaConfig {
     };
     // Reading our own output back would loop (one input topic for all kinds is fine).
     let inputs = [&topics.tickets, &topics.incidents, &topics.probes];
-    for (key, out) in [("alerts", &topics.alerts), ("dead_letter", &topics.dead_letter)] {
+    for (key, out) in [
+        ("alerts", &topics.alerts),
+        ("dead_letter", &topics.dead_letter),
+    ] {
         if inputs.contains(&out) {
             p.push(
                 format!("kafka.topics.{key}"),
@@ -355,10 +435,18 @@ fn kafka(raw: RawKafka, d: KafkaConfig, p: &mut Problems) -> KafkaConfig {
     }
     for key in raw.properties.keys() {
         if key.trim().is_empty() {
-            p.push(format!("kafka.properties.{}", quote_key(key)), "empty property name");
+            p.push(
+                format!("kafka.properties.{}", quote_key(key)),
+                "empty property name",
+            );
         }
     }
-    KafkaConfig { brokers, group_id, topics, properties: raw.properties }
+    KafkaConfig {
+        brokers,
+        group_id,
+        topics,
+        properties: raw.properties.into_iter().map(|(k, v)| (k, v.0)).collect(),
+    }
 }
 
 fn state(raw: RawState, d: StateConfig, p: &mut Problems) -> StateConfig {
@@ -381,16 +469,24 @@ fn http(raw: RawHttp, d: HttpConfig, p: &mut Problems) -> HttpConfig {
             d.listen
         }),
     };
-    HttpConfig { listen, admin_token: raw.admin_token.unwrap_or(d.admin_token) }
+    HttpConfig {
+        listen,
+        admin_token: raw.admin_token.unwrap_or(d.admin_token),
+    }
 }
 
 fn ingest(raw: RawIngest, d: IngestConfig, p: &mut Problems) -> IngestConfig {
     let mut dur = |v: Option<String>, default: Millis, path: &str| {
-        v.and_then(|v| positive_duration(&v, path, p)).unwrap_or(default)
+        v.and_then(|v| positive_duration(&v, path, p))
+            .unwrap_or(default)
     };
     IngestConfig {
         max_lateness: dur(raw.max_lateness, d.max_lateness, "ingest.max_lateness"),
-        max_future_skew: dur(raw.max_future_skew, d.max_future_skew, "ingest.max_future_skew"),
+        max_future_skew: dur(
+            raw.max_future_skew,
+            d.max_future_skew,
+            "ingest.max_future_skew",
+        ),
     }
 }
 
@@ -398,7 +494,9 @@ fn alerting(raw: RawAlerting, d: AlertingConfig, p: &mut Problems) -> AlertingCo
     let mut urls = |v: Option<Vec<String>>, default: Vec<String>, key: &str| {
         let urls = v.unwrap_or(default);
         for (i, url) in urls.iter().enumerate() {
-            let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
             if rest.is_none_or(|r| r.trim().is_empty()) {
                 p.push(
                     format!("alerting.{key}[{i}]"),
@@ -408,7 +506,11 @@ fn alerting(raw: RawAlerting, d: AlertingConfig, p: &mut Problems) -> AlertingCo
         }
         urls
     };
-    let alertmanager_urls = urls(raw.alertmanager_urls, d.alertmanager_urls, "alertmanager_urls");
+    let alertmanager_urls = urls(
+        raw.alertmanager_urls,
+        d.alertmanager_urls,
+        "alertmanager_urls",
+    );
     let webhook_urls = urls(raw.webhook_urls, d.webhook_urls, "webhook_urls");
     let resend_interval = raw
         .resend_interval
@@ -416,7 +518,12 @@ fn alerting(raw: RawAlerting, d: AlertingConfig, p: &mut Problems) -> AlertingCo
         .unwrap_or(d.resend_interval);
     let warn_at = match raw.warn_at {
         Some(w) if !(w > 0.0 && w <= 1.0) => {
-            p.push("alerting.warn_at", format!("{w} is out of range: must be a fraction of the target in (0, 1], e.g. 0.75"));
+            p.push(
+                "alerting.warn_at",
+                format!(
+                    "{w} is out of range: must be a fraction of the target in (0, 1], e.g. 0.75"
+                ),
+            );
             d.warn_at
         }
         Some(w) => w,
@@ -428,7 +535,9 @@ fn alerting(raw: RawAlerting, d: AlertingConfig, p: &mut Problems) -> AlertingCo
         kafka: raw.kafka.unwrap_or(d.kafka),
         resend_interval,
         warn_at,
-        per_customer_burn_alerts: raw.per_customer_burn_alerts.unwrap_or(d.per_customer_burn_alerts),
+        per_customer_burn_alerts: raw
+            .per_customer_burn_alerts
+            .unwrap_or(d.per_customer_burn_alerts),
     }
 }
 
@@ -447,14 +556,18 @@ impl Registry<'_> {
         let id = required(c.id, &id_path, p).and_then(|id| non_empty(id, &id_path, p));
         if let Some(id) = &id {
             match self.seen.get(id) {
-                Some(first) => p.push(&id_path, format!("duplicate customer id `{id}` (first defined at {first})")),
+                Some(first) => p.push(
+                    &id_path,
+                    format!("duplicate customer id `{id}` (first defined at {first})"),
+                ),
                 None => {
                     self.seen.insert(id.clone(), at.to_string());
                 }
             }
         }
         let segment_path = format!("{at}.segment");
-        let segment = required(c.segment, &segment_path, p).and_then(|s| non_empty(s, &segment_path, p));
+        let segment =
+            required(c.segment, &segment_path, p).and_then(|s| non_empty(s, &segment_path, p));
         let zone_path = format!("{at}.timezone");
         let timezone = required(c.timezone, &zone_path, p).and_then(|z| zone(&z, &zone_path, p));
         let calendar = c.calendar.unwrap_or_else(|| ALWAYS.to_string());
@@ -463,17 +576,33 @@ impl Registry<'_> {
             let known: Vec<&str> = self.calendar_names.iter().map(String::as_str).collect();
             p.push(
                 format!("{at}.calendar"),
-                format!("unknown calendar `{calendar}`; defined: {}", known.join(", ")),
+                format!(
+                    "unknown calendar `{calendar}`; defined: {}",
+                    known.join(", ")
+                ),
             );
         }
-        if let (Some(id), Some(segment), Some(timezone), true) = (id, segment, timezone, calendar_ok) {
-            self.out.push(CustomerDef { id, segment, timezone, calendar });
+        if let (Some(id), Some(segment), Some(timezone), true) =
+            (id, segment, timezone, calendar_ok)
+        {
+            self.out.push(CustomerDef {
+                id,
+                segment,
+                timezone,
+                calendar,
+            });
         }
     }
 }
 
 /// A file of `customers_files`: `[[customers]]` only, relative to `base_dir`.
-fn customers_file(file: &str, at: &str, base_dir: &Path, registry: &mut Registry<'_>, p: &mut Problems) {
+fn customers_file(
+    file: &str,
+    at: &str,
+    base_dir: &Path,
+    registry: &mut Registry<'_>,
+    p: &mut Problems,
+) {
     let full = base_dir.join(file);
     let text = match std::fs::read_to_string(&full) {
         Ok(text) => text,
@@ -498,12 +627,18 @@ fn customers_file(file: &str, at: &str, base_dir: &Path, registry: &mut Registry
     }
 }
 
-fn calendars(raw: BTreeMap<String, RawCalendar>, p: &mut Problems) -> BTreeMap<String, CalendarDef> {
+fn calendars(
+    raw: BTreeMap<String, RawCalendar>,
+    p: &mut Problems,
+) -> BTreeMap<String, CalendarDef> {
     let mut out = BTreeMap::new();
     for (name, c) in raw {
         let at = format!("calendars.{}", quote_key(&name));
         if name == ALWAYS {
-            p.push(at, "`24x7` is built in (every instant is business time) and cannot be redefined");
+            p.push(
+                at,
+                "`24x7` is built in (every instant is business time) and cannot be redefined",
+            );
             continue;
         }
         if let Some(def) = calendar(name, c, &at, p) {
@@ -547,18 +682,26 @@ fn calendar(name: String, c: RawCalendar, at: &str, p: &mut Problems) -> Option<
         ok = false;
     }
     let mut holidays = BTreeSet::new();
-    for (i, text) in c.holidays.iter().flatten().enumerate() {
+    for (i, text) in c.holidays.iter().flatten().map(|d| &d.0).enumerate() {
         match parse_date(text) {
             Some(date) => {
                 holidays.insert(date);
             }
             None => {
-                p.push(format!("{at}.holidays[{i}]"), format!("invalid date `{text}`: expected YYYY-MM-DD, e.g. 2026-12-24"));
+                p.push(
+                    format!("{at}.holidays[{i}]"),
+                    format!("invalid date `{text}`: expected YYYY-MM-DD, e.g. 2026-12-24"),
+                );
                 ok = false;
             }
         }
     }
-    ok.then_some(CalendarDef { name, timezone, week, holidays })
+    ok.then_some(CalendarDef {
+        name,
+        timezone,
+        week,
+        holidays,
+    })
 }
 
 /// `"HH:MM-HH:MM"` as minutes after local midnight, `0 <= start < end <= 1440`.
@@ -576,7 +719,9 @@ fn parse_interval(text: &str) -> Result<(u16, u16), String> {
         ));
     }
     if end == start {
-        return Err(format!("interval `{text}` is empty: its start equals its end"));
+        return Err(format!(
+            "interval `{text}` is empty: its start equals its end"
+        ));
     }
     Ok((start, end))
 }
@@ -608,7 +753,13 @@ fn merge_intervals(mut intervals: Vec<(u16, u16)>) -> Vec<(u16, u16)> {
 fn parse_date(text: &str) -> Option<jiff::civil::Date> {
     let b = text.as_bytes();
     let shaped = b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() });
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
     if !shaped {
         return None;
     }
@@ -624,8 +775,16 @@ struct Levels {
     parse: fn(&str) -> Option<Level>,
 }
 
-const PRIORITY_LEVELS: Levels = Levels { what: "priority", names: &PRIORITIES, parse: parse_priority };
-const SEVERITY_LEVELS: Levels = Levels { what: "severity", names: &SEVERITIES, parse: parse_severity };
+const PRIORITY_LEVELS: Levels = Levels {
+    what: "priority",
+    names: &PRIORITIES,
+    parse: parse_priority,
+};
+const SEVERITY_LEVELS: Levels = Levels {
+    what: "severity",
+    names: &SEVERITIES,
+    parse: parse_severity,
+};
 
 fn levels_for(indicator: Indicator) -> Option<&'static Levels> {
     if indicator.is_ticket() {
@@ -654,21 +813,41 @@ fn filter_fields(indicator: Indicator) -> &'static [&'static str] {
 fn level(text: &str, levels: &Levels, path: &str, p: &mut Problems) -> Option<Level> {
     let level = (levels.parse)(text);
     if level.is_none() {
-        p.push(path, format!("unknown {} `{text}`; expected one of {}", levels.what, levels.names.join(", ")));
+        p.push(
+            path,
+            format!(
+                "unknown {} `{text}`; expected one of {}",
+                levels.what,
+                levels.names.join(", ")
+            ),
+        );
     }
     level
 }
 
-fn targets(map: &BTreeMap<String, String>, levels: &Levels, at: &str, p: &mut Problems) -> Option<Targets> {
+fn targets(
+    map: &BTreeMap<String, String>,
+    levels: &Levels,
+    at: &str,
+    p: &mut Problems,
+) -> Option<Targets> {
     if map.is_empty() {
-        p.push(at, format!("needs at least one {} key: {}", levels.what, levels.names.join(", ")));
+        p.push(
+            at,
+            format!(
+                "needs at least one {} key: {}",
+                levels.what,
+                levels.names.join(", ")
+            ),
+        );
         return None;
     }
     let mut out: Targets = [None; 4];
     let mut ok = true;
     for (key, text) in map {
         let path = format!("{at}.{}", quote_key(key));
-        let target = level(key, levels, &path, p).and_then(|l| Some((l, positive_duration(text, &path, p)?)));
+        let target = level(key, levels, &path, p)
+            .and_then(|l| Some((l, positive_duration(text, &path, p)?)));
         match target {
             Some((l, ms)) => out[l as usize] = Some(ms),
             None => ok = false,
@@ -680,21 +859,37 @@ fn targets(map: &BTreeMap<String, String>, levels: &Levels, at: &str, p: &mut Pr
 /// The indicators a key applies to, for "not meaningful here" problems.
 fn only_for(p: &mut Problems, at: &str, key: &str, present: bool, indicators: &str) {
     if present {
-        p.push(format!("{at}.{key}"), format!("`{key}` applies only to {indicators}"));
+        p.push(
+            format!("{at}.{key}"),
+            format!("`{key}` applies only to {indicators}"),
+        );
     }
 }
 
-fn slo(s: RawSlo, at: &str, seen: &mut HashMap<String, String>, p: &mut Problems) -> Option<SloDef> {
+fn slo(
+    s: RawSlo,
+    at: &str,
+    seen: &mut HashMap<String, String>,
+    p: &mut Problems,
+) -> Option<SloDef> {
     let name_path = format!("{at}.name");
     let name = required(s.name, &name_path, p).and_then(|name| {
         let valid = !name.is_empty()
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if !valid {
-            p.push(&name_path, format!("invalid SLO name `{name}`: use only a-z, 0-9, `-` and `_`"));
+            p.push(
+                &name_path,
+                format!("invalid SLO name `{name}`: use only a-z, 0-9, `-` and `_`"),
+            );
             return None;
         }
         if let Some(first) = seen.get(&name) {
-            p.push(&name_path, format!("duplicate SLO name `{name}` (first defined at {first})"));
+            p.push(
+                &name_path,
+                format!("duplicate SLO name `{name}` (first defined at {first})"),
+            );
             return None;
         }
         seen.insert(name.clone(), at.to_string());
@@ -716,7 +911,8 @@ fn slo(s: RawSlo, at: &str, seen: &mut HashMap<String, String>, p: &mut Problems
         indicator
     });
     let objective_path = format!("{at}.objective");
-    let objective = required(s.objective, &objective_path, p).and_then(|o| ratio(o, &objective_path, p));
+    let objective =
+        required(s.objective, &objective_path, p).and_then(|o| ratio(o, &objective_path, p));
     let window_path = format!("{at}.window");
     let window = required(s.window, &window_path, p).and_then(|w| {
         if w == "month" {
@@ -724,14 +920,21 @@ fn slo(s: RawSlo, at: &str, seen: &mut HashMap<String, String>, p: &mut Problems
         } else if parse_duration(&w).is_some() {
             positive_duration(&w, &window_path, p).map(SloWindow::Rolling)
         } else {
-            p.push(&window_path, format!("invalid window `{w}`: expected \"month\" or a duration such as \"30d\""));
+            p.push(
+                &window_path,
+                format!("invalid window `{w}`: expected \"month\" or a duration such as \"30d\""),
+            );
             None
         }
     });
     let mut ok = true;
     let mut segment_objectives = BTreeMap::new();
     for (segment, o) in s.segment_objectives.unwrap_or_default() {
-        match ratio(o, &format!("{at}.segment_objectives.{}", quote_key(&segment)), p) {
+        match ratio(
+            o,
+            &format!("{at}.segment_objectives.{}", quote_key(&segment)),
+            p,
+        ) {
             Some(o) => {
                 segment_objectives.insert(segment, o);
             }
@@ -748,7 +951,13 @@ fn slo(s: RawSlo, at: &str, seen: &mut HashMap<String, String>, p: &mut Problems
         let path = format!("{at}.filter.{}", quote_key(key));
         let fields = filter_fields(indicator);
         if !FILTER_KEYS.contains(&key.as_str()) {
-            p.push(path, format!("unknown filter key; expected one of {}", FILTER_KEYS.join(", ")));
+            p.push(
+                path,
+                format!(
+                    "unknown filter key; expected one of {}",
+                    FILTER_KEYS.join(", ")
+                ),
+            );
             ok = false;
         } else if !fields.contains(&key.as_str()) {
             p.push(
@@ -769,25 +978,38 @@ fn slo(s: RawSlo, at: &str, seen: &mut HashMap<String, String>, p: &mut Problems
             if t > 0.0 && t.is_finite() {
                 Some(t)
             } else {
-                p.push(&threshold_path, format!("{t} is out of range: must be a latency in milliseconds > 0"));
+                p.push(
+                    &threshold_path,
+                    format!("{t} is out of range: must be a latency in milliseconds > 0"),
+                );
                 None
             }
         })
     } else {
-        only_for(p, at, "threshold_ms", s.threshold_ms.is_some(), "probe_latency");
+        only_for(
+            p,
+            at,
+            "threshold_ms",
+            s.threshold_ms.is_some(),
+            "probe_latency",
+        );
         ok &= s.threshold_ms.is_none();
         None
     };
     ok &= indicator != Indicator::ProbeLatency || threshold_ms.is_some();
 
     let clocked = indicator.is_ticket() || indicator.is_incident_clock();
-    const CLOCKED: &str = "ticket_response, ticket_resolution, incident_ack and incident_resolution";
+    const CLOCKED: &str =
+        "ticket_response, ticket_resolution, incident_ack and incident_resolution";
     let clock = match (&s.clock, clocked) {
         (Some(text), true) => match text.as_str() {
             "business" => ClockKind::Business,
             "24x7" => ClockKind::AllDay,
             _ => {
-                p.push(format!("{at}.clock"), format!("unknown clock `{text}`; expected \"business\" or \"24x7\""));
+                p.push(
+                    format!("{at}.clock"),
+                    format!("unknown clock `{text}`; expected \"business\" or \"24x7\""),
+                );
                 ok = false;
                 ClockKind::AllDay
             }
@@ -800,7 +1022,8 @@ fn slo(s: RawSlo, at: &str, seen: &mut HashMap<String, String>, p: &mut Problems
         }
     };
     let pausable = if clocked {
-        s.pausable.unwrap_or(indicator == Indicator::TicketResolution)
+        s.pausable
+            .unwrap_or(indicator == Indicator::TicketResolution)
     } else {
         only_for(p, at, "pausable", s.pausable.is_some(), CLOCKED);
         ok &= s.pausable.is_none();
@@ -812,7 +1035,9 @@ fn slo(s: RawSlo, at: &str, seen: &mut HashMap<String, String>, p: &mut Problems
     match levels_for(indicator) {
         Some(levels) => {
             let targets_path = format!("{at}.targets");
-            match required(s.targets, &targets_path, p).and_then(|t| targets(&t, levels, &targets_path, p)) {
+            match required(s.targets, &targets_path, p)
+                .and_then(|t| targets(&t, levels, &targets_path, p))
+            {
                 Some(t) => target_levels = t,
                 None => ok = false,
             }
@@ -828,7 +1053,13 @@ fn slo(s: RawSlo, at: &str, seen: &mut HashMap<String, String>, p: &mut Problems
         }
         None => {
             only_for(p, at, "targets", s.targets.is_some(), CLOCKED);
-            only_for(p, at, "segment_targets", s.segment_targets.is_some(), CLOCKED);
+            only_for(
+                p,
+                at,
+                "segment_targets",
+                s.segment_targets.is_some(),
+                CLOCKED,
+            );
             ok &= s.targets.is_none() && s.segment_targets.is_none();
         }
     }
@@ -854,7 +1085,13 @@ fn slo(s: RawSlo, at: &str, seen: &mut HashMap<String, String>, p: &mut Problems
             }
         }
     } else {
-        only_for(p, at, "severities", s.severities.is_some(), "incident_availability");
+        only_for(
+            p,
+            at,
+            "severities",
+            s.severities.is_some(),
+            "incident_availability",
+        );
         ok &= s.severities.is_none();
     }
 
@@ -880,8 +1117,8 @@ fn slo(s: RawSlo, at: &str, seen: &mut HashMap<String, String>, p: &mut Problems
 
 // --- exclusions and credits --------------------------------------------------
 
-fn instant(value: Option<String>, path: &str, p: &mut Problems) -> Option<Millis> {
-    let text = required(value, path, p)?;
+fn instant(value: Option<DateText>, path: &str, p: &mut Problems) -> Option<Millis> {
+    let text = required(value, path, p)?.0;
     let ms = parse_rfc3339(&text);
     if ms.is_none() {
         p.push(path, format!("invalid timestamp `{text}`: expected RFC 3339 with an offset, e.g. 2026-11-07T22:00:00Z"));
@@ -890,10 +1127,18 @@ fn instant(value: Option<String>, path: &str, p: &mut Problems) -> Option<Millis
 }
 
 /// An optional list that, when present, must name something (absent = all).
-fn scope_list(list: Option<Vec<String>>, path: &str, what: &str, p: &mut Problems) -> Option<Vec<String>> {
+fn scope_list(
+    list: Option<Vec<String>>,
+    path: &str,
+    what: &str,
+    p: &mut Problems,
+) -> Option<Vec<String>> {
     let list = list?;
     if list.is_empty() {
-        p.push(path, format!("empty list: name at least one {what}, or remove the key to mean all"));
+        p.push(
+            path,
+            format!("empty list: name at least one {what}, or remove the key to mean all"),
+        );
     }
     for (i, item) in list.iter().enumerate() {
         if item.trim().is_empty() {
@@ -903,14 +1148,22 @@ fn scope_list(list: Option<Vec<String>>, path: &str, what: &str, p: &mut Problem
     Some(list)
 }
 
-fn exclusion(x: RawExclusion, at: &str, slo_names: &BTreeSet<String>, p: &mut Problems) -> Option<Exclusion> {
+fn exclusion(
+    x: RawExclusion,
+    at: &str,
+    slo_names: &BTreeSet<String>,
+    p: &mut Problems,
+) -> Option<Exclusion> {
     let name_path = format!("{at}.name");
     let name = required(x.name, &name_path, p).and_then(|n| non_empty(n, &name_path, p));
     let from = instant(x.from, &format!("{at}.from"), p);
     let to = instant(x.to, &format!("{at}.to"), p);
     if let (Some(from), Some(to)) = (from, to) {
         if from >= to {
-            p.push(format!("{at}.to"), "must be later than `from` (an exclusion covers [from, to))");
+            p.push(
+                format!("{at}.to"),
+                "must be later than `from` (an exclusion covers [from, to))",
+            );
         }
     }
     let slos_path = format!("{at}.slos");
@@ -947,7 +1200,10 @@ fn credit(
             return None;
         }
         if let Some(first) = seen.get(&slo) {
-            p.push(&slo_path, format!("SLO `{slo}` already has a credit policy at {first}"));
+            p.push(
+                &slo_path,
+                format!("SLO `{slo}` already has a credit policy at {first}"),
+            );
             return None;
         }
         seen.insert(slo.clone(), at.to_string());
@@ -956,7 +1212,10 @@ fn credit(
     let tiers_path = format!("{at}.tiers");
     let raw_tiers = required(c.tiers, &tiers_path, p)?;
     if raw_tiers.is_empty() {
-        p.push(&tiers_path, "needs at least one tier, e.g. { below = 0.999, percent = 10 }");
+        p.push(
+            &tiers_path,
+            "needs at least one tier, e.g. { below = 0.999, percent = 10 }",
+        );
     }
     let mut tiers = Vec::new();
     for (i, t) in raw_tiers.into_iter().enumerate() {
@@ -964,7 +1223,10 @@ fn credit(
         let below = required(t.below, &below_path, p).filter(|b| {
             let valid = *b > 0.0 && *b <= 1.0;
             if !valid {
-                p.push(&below_path, format!("{b} is out of range: an attainment in (0, 1]"));
+                p.push(
+                    &below_path,
+                    format!("{b} is out of range: an attainment in (0, 1]"),
+                );
             }
             valid
         });
@@ -972,7 +1234,10 @@ fn credit(
         let percent = required(t.percent, &percent_path, p).filter(|x| {
             let valid = (0.0..=100.0).contains(x);
             if !valid {
-                p.push(&percent_path, format!("{x} is out of range: a percentage in 0..=100"));
+                p.push(
+                    &percent_path,
+                    format!("{x} is out of range: a percentage in 0..=100"),
+                );
             }
             valid
         });
@@ -989,7 +1254,9 @@ mod tests {
     use crate::model::time::{HOUR, SECOND};
 
     fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
-        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn ok(text: &str) -> Config {
@@ -1011,7 +1278,9 @@ mod tests {
     #[track_caller]
     fn assert_problem(problems: &[Problem], path: &str, needle: &str) {
         assert!(
-            problems.iter().any(|p| p.path == path && p.message.contains(needle)),
+            problems
+                .iter()
+                .any(|p| p.path == path && p.message.contains(needle)),
             "no problem at `{path}` containing `{needle}` in:\n{}",
             render(problems)
         );
@@ -1044,12 +1313,27 @@ mod tests {
         assert_eq!(c.kafka.group_id, "slastream");
         let t = &c.kafka.topics;
         assert_eq!(
-            [&t.tickets, &t.incidents, &t.probes, &t.alerts, &t.dead_letter],
-            ["sla.tickets", "sla.incidents", "sla.probes", "sla.alerts", "sla.dlq"]
+            [
+                &t.tickets,
+                &t.incidents,
+                &t.probes,
+                &t.alerts,
+                &t.dead_letter
+            ],
+            [
+                "sla.tickets",
+                "sla.incidents",
+                "sla.probes",
+                "sla.alerts",
+                "sla.dlq"
+            ]
         );
         assert!(c.kafka.properties.is_empty());
         assert_eq!(c.state.path, PathBuf::from("./data"));
-        assert_eq!(c.http.listen, "127.0.0.1:9464".parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            c.http.listen,
+            "127.0.0.1:9464".parse::<SocketAddr>().unwrap()
+        );
         assert_eq!(c.http.admin_token, "");
         assert_eq!(c.ingest.max_lateness, 7 * DAY);
         assert_eq!(c.ingest.max_future_skew, 5 * MINUTE);
@@ -1075,6 +1359,8 @@ mod tests {
             dead_letter = "dlq"
             [kafka.properties]
             "security.protocol" = "sasl_ssl"
+            "linger.ms" = 5
+            "enable.idempotence" = true
             [state]
             path = "/var/lib/slastream"
             [http]
@@ -1093,6 +1379,8 @@ mod tests {
         assert_eq!(c.kafka.topics.dead_letter, "dlq");
         assert_eq!(c.kafka.topics.tickets, "sla.tickets");
         assert_eq!(c.kafka.properties["security.protocol"], "sasl_ssl");
+        assert_eq!(c.kafka.properties["linger.ms"], "5");
+        assert_eq!(c.kafka.properties["enable.idempotence"], "true");
         assert_eq!(c.state.path, PathBuf::from("/var/lib/slastream"));
         assert_eq!(c.http.listen.port(), 8080);
         assert_eq!(c.ingest.max_lateness, 90 * MINUTE);
@@ -1105,7 +1393,8 @@ mod tests {
 
     #[test]
     fn service_values_are_checked() {
-        let p = problems(r#"
+        let p = problems(
+            r#"
             [kafka]
             brokers = ""
             [kafka.topics]
@@ -1122,7 +1411,8 @@ mod tests {
             alertmanager_urls = ["127.0.0.1:9093"]
             resend_interval = "1x"
             warn_at = 1.5
-        "#);
+        "#,
+        );
         assert_problem(&p, "kafka.brokers", "must not be empty");
         assert_problem(&p, "kafka.topics.alerts", "also an input topic");
         assert_problem(&p, "kafka.topics.probes", "invalid topic name");
@@ -1130,7 +1420,11 @@ mod tests {
         assert_problem(&p, "http.listen", "invalid listen address `localhost`");
         assert_problem(&p, "ingest.max_lateness", "invalid duration `7 days`");
         assert_problem(&p, "ingest.max_future_skew", "must be positive");
-        assert_problem(&p, "alerting.alertmanager_urls[0]", "not an http:// or https:// URL");
+        assert_problem(
+            &p,
+            "alerting.alertmanager_urls[0]",
+            "not an http:// or https:// URL",
+        );
         assert_problem(&p, "alerting.resend_interval", "invalid duration");
         assert_problem(&p, "alerting.warn_at", "out of range");
         assert_eq!(p.len(), 10, "{}", render(&p));
@@ -1144,10 +1438,14 @@ mod tests {
                 ("SLASTREAM__HTTP__ADMIN_TOKEN", "12345"),
                 ("SLASTREAM__ALERTING__KAFKA", "false"),
                 ("SLASTREAM__ALERTING__WARN_AT", "0.5"),
-                ("SLASTREAM__ALERTING__ALERTMANAGER_URLS", r#"["http://a:9093","http://b:9093"]"#),
+                (
+                    "SLASTREAM__ALERTING__ALERTMANAGER_URLS",
+                    r#"["http://a:9093","http://b:9093"]"#,
+                ),
                 ("SLASTREAM__INGEST__MAX_LATENESS", "2d"),
                 ("SLASTREAM__KAFKA__TOPICS__TICKETS", "42"),
                 ("SLASTREAM__KAFKA__PROPERTIES__SASL_PASSWORD", "007"),
+                ("SLASTREAM__KAFKA__PROPERTIES__FETCH_WAIT_MAX_MS", "1e3"),
                 ("SLASTREAM__STATE__PATH", "/tmp/x"),
                 ("SLASTREAM_CONFIG", "not an override: single underscore"),
                 ("HOME", "/root"),
@@ -1158,19 +1456,29 @@ mod tests {
         assert_eq!(c.http.admin_token, "12345");
         assert!(!c.alerting.kafka);
         assert_eq!(c.alerting.warn_at, 0.5);
-        assert_eq!(c.alerting.alertmanager_urls, ["http://a:9093", "http://b:9093"]);
+        assert_eq!(
+            c.alerting.alertmanager_urls,
+            ["http://a:9093", "http://b:9093"]
+        );
         assert_eq!(c.ingest.max_lateness, 2 * DAY);
         assert_eq!(c.kafka.topics.tickets, "42");
         assert_eq!(c.kafka.properties["sasl.password"], "007");
+        assert_eq!(c.kafka.properties["fetch.wait.max.ms"], "1e3");
         assert_eq!(c.state.path, PathBuf::from("/tmp/x"));
     }
 
     #[test]
     fn env_overrides_reach_into_arrays_of_tables() {
-        let text = format!("{CUSTOMER}\n{}", slo_with("indicator = \"probe_availability\""));
+        let text = format!(
+            "{CUSTOMER}\n{}",
+            slo_with("indicator = \"probe_availability\"")
+        );
         let c = parse(
             &text,
-            &env(&[("SLASTREAM__SLOS__0__OBJECTIVE", "0.995"), ("SLASTREAM__CUSTOMERS__0__SEGMENT", "business")]),
+            &env(&[
+                ("SLASTREAM__SLOS__0__OBJECTIVE", "0.995"),
+                ("SLASTREAM__CUSTOMERS__0__SEGMENT", "business"),
+            ]),
             Path::new("."),
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -1192,7 +1500,11 @@ mod tests {
         );
         assert_problem(&p, "http.port", "unknown key");
         assert_problem(&p, "http.port", "SLASTREAM__HTTP__PORT");
-        assert_problem(&p, "ingest.max_lateness", "(set by environment variable SLASTREAM__INGEST__MAX_LATENESS)");
+        assert_problem(
+            &p,
+            "ingest.max_lateness",
+            "(set by environment variable SLASTREAM__INGEST__MAX_LATENESS)",
+        );
         assert_problem(&p, "SLASTREAM__SLOS__3__OBJECTIVE", "index below 1");
         assert_problem(&p, "SLASTREAM__", "malformed");
         // `listen` is set by no one here, so it is a string only once the file sets it.
@@ -1201,7 +1513,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_reported_with_their_paths() {
-        let p = problems(r#"
+        let p = problems(
+            r#"
             colour = "blue"
             [kafka]
             broker = "x"
@@ -1221,7 +1534,8 @@ mod tests {
             [[credits]]
             slo = "s"
             tiers = [{ below = 0.9, percent = 5, cap = 1 }]
-        "#);
+        "#,
+        );
         assert_problem(&p, "colour", "unknown key");
         assert_problem(&p, "kafka.broker", "unknown key; expected one of `brokers`");
         assert_problem(&p, "kafka.topics.ticket", "unknown key");
@@ -1234,7 +1548,8 @@ mod tests {
 
     #[test]
     fn wrong_types_are_reported_with_their_paths() {
-        let p = problems(r#"
+        let p = problems(
+            r#"
             customers_files = "customers.toml"
             [kafka]
             brokers = 9092
@@ -1253,9 +1568,18 @@ mod tests {
             [[credits]]
             slo = "s"
             tiers = [{ below = 0.9, percent = 5 }, { below = 0.5, percent = "all" }]
-        "#);
-        assert_problem(&p, "customers_files", "invalid type: string \"customers.toml\", expected an array");
-        assert_problem(&p, "kafka.brokers", "invalid type: integer `9092`, expected a string");
+        "#,
+        );
+        assert_problem(
+            &p,
+            "customers_files",
+            "invalid type: string \"customers.toml\", expected an array",
+        );
+        assert_problem(
+            &p,
+            "kafka.brokers",
+            "invalid type: integer `9092`, expected a string",
+        );
         assert_problem(&p, "alerting.kafka", "expected a boolean");
         assert_problem(&p, "customers[0].id", "invalid type");
         assert_problem(&p, "slos[0].objective", "invalid type");
@@ -1263,6 +1587,26 @@ mod tests {
         assert_problem(&p, "credits[0].tiers[1].percent", "invalid type");
         // The dropped values are not reported a second time as missing.
         assert_eq!(p.len(), 7, "{}", render(&p));
+    }
+
+    #[test]
+    fn single_brackets_for_an_array_of_tables_get_a_hint() {
+        let p = problems("[customers]\nid = \"acme\"\n[kafka.properties]\nacks = [1]\n[[exclusions]]\nfrom = 5\n");
+        assert_problem(
+            &p,
+            "customers",
+            "written with double brackets, e.g. [[slos]]",
+        );
+        assert_problem(
+            &p,
+            "kafka.properties.acks",
+            "expected a string, number or boolean",
+        );
+        assert_problem(
+            &p,
+            "exclusions[0].from",
+            "invalid type: integer, expected a date or timestamp string",
+        );
     }
 
     #[test]
@@ -1301,8 +1645,16 @@ mod tests {
         let p = &err.problems;
         assert_problem(p, "http.listen", "invalid listen address");
         assert_problem(p, "ingest.max_lateness", "invalid duration");
-        assert_problem(p, "customers[0].timezone", "unknown time zone `Mars/Olympus_Mons`");
-        assert_problem(p, "customers[0].calendar", "unknown calendar `office`; defined: 24x7, night");
+        assert_problem(
+            p,
+            "customers[0].timezone",
+            "unknown time zone `Mars/Olympus_Mons`",
+        );
+        assert_problem(
+            p,
+            "customers[0].calendar",
+            "unknown calendar `office`; defined: 24x7, night",
+        );
         assert_problem(p, "calendars.night.mon[0]", "overnight shifts are written as two intervals, e.g. mon = [\"22:00-24:00\"], tue = [\"00:00-06:00\"]");
         assert_problem(p, "slos[0].name", "invalid SLO name");
         assert_problem(p, "slos[0].indicator", "unknown indicator `uptime`");
@@ -1313,17 +1665,29 @@ mod tests {
         assert_problem(p, "credits[0].tiers", "at least one tier");
         assert_eq!(p.len(), 12, "{err}");
         let shown = err.to_string();
-        assert!(shown.starts_with("invalid configuration: 12 problems\n  "), "{shown}");
-        assert!(shown.contains("\n  http.listen: invalid listen address `nowhere`"), "{shown}");
+        assert!(
+            shown.starts_with("invalid configuration: 12 problems\n  "),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("\n  http.listen: invalid listen address `nowhere`"),
+            "{shown}"
+        );
         assert_eq!(shown.lines().count(), 13);
     }
 
     #[test]
     fn display_has_a_count_line_then_one_line_per_problem() {
         let err = ConfigError {
-            problems: vec![Problem { path: "a.b".into(), message: "bad".into() }],
+            problems: vec![Problem {
+                path: "a.b".into(),
+                message: "bad".into(),
+            }],
         };
-        assert_eq!(err.to_string(), "invalid configuration: 1 problem\n  a.b: bad");
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: 1 problem\n  a.b: bad"
+        );
     }
 
     #[test]
@@ -1336,7 +1700,8 @@ mod tests {
 
     #[test]
     fn customers_are_validated() {
-        let p = problems(r#"
+        let p = problems(
+            r#"
             [[customers]]
             id = "acme"
             segment = "enterprise"
@@ -1348,8 +1713,13 @@ mod tests {
             calendar = "missing"
             [[customers]]
             segment = "standard"
-        "#);
-        assert_problem(&p, "customers[1].id", "duplicate customer id `acme` (first defined at customers[0])");
+        "#,
+        );
+        assert_problem(
+            &p,
+            "customers[1].id",
+            "duplicate customer id `acme` (first defined at customers[0])",
+        );
         assert_problem(&p, "customers[1].segment", "must not be empty");
         assert_problem(&p, "customers[1].timezone", "unknown time zone");
         assert_problem(&p, "customers[1].calendar", "unknown calendar `missing`");
@@ -1373,6 +1743,16 @@ mod tests {
     }
 
     #[test]
+    fn zone_names_are_stored_in_their_canonical_spelling() {
+        let c = ok(
+            "[[customers]]\nid = \"a\"\nsegment = \"s\"\ntimezone = \"asia/kolkata\"\n\
+                    [calendars.c]\ntimezone = \"utc\"\nmon = [\"09:00-17:00\"]",
+        );
+        assert_eq!(c.customers[0].timezone, "Asia/Kolkata");
+        assert_eq!(c.calendars["c"].timezone.as_deref(), Some("UTC"));
+    }
+
+    #[test]
     fn calendars_are_parsed_and_merged() {
         let c = ok(r#"
             [calendars.split]
@@ -1380,7 +1760,7 @@ mod tests {
             mon = ["13:00-18:00", "09:00-12:00"]
             tue = ["09:00-12:00", "11:00-14:00", "14:00-15:30", "16:00-24:00"]
             sun = ["00:00-24:00"]
-            holidays = ["2026-12-25", "2026-12-24"]
+            holidays = [2026-12-25, "2026-12-24"]   # a TOML date or a string
         "#);
         let cal = &c.calendars["split"];
         assert_eq!(cal.name, "split");
@@ -1396,7 +1776,8 @@ mod tests {
 
     #[test]
     fn calendar_problems() {
-        let p = problems(r#"
+        let p = problems(
+            r#"
             [calendars.a]
             timezone = "Nowhere/City"
             mon = ["9-17", "09:00-09:00", "09:00-24:30", "18:00-09:00", "08:00-10:00"]
@@ -1405,12 +1786,17 @@ mod tests {
             timezone = "UTC"
             [calendars.24x7]
             mon = ["00:00-24:00"]
-        "#);
+        "#,
+        );
         assert_problem(&p, "calendars.a.timezone", "unknown time zone");
         assert_problem(&p, "calendars.a.mon[0]", "expected \"HH:MM-HH:MM\"");
         assert_problem(&p, "calendars.a.mon[1]", "is empty");
         assert_problem(&p, "calendars.a.mon[2]", "invalid interval");
-        assert_problem(&p, "calendars.a.mon[3]", "overnight shifts are written as two intervals");
+        assert_problem(
+            &p,
+            "calendars.a.mon[3]",
+            "overnight shifts are written as two intervals",
+        );
         assert_problem(&p, "calendars.a.holidays[0]", "invalid date `2026-02-30`");
         assert_problem(&p, "calendars.a.holidays[1]", "expected YYYY-MM-DD");
         assert_problem(&p, "calendars.a.holidays[2]", "expected YYYY-MM-DD");
@@ -1426,17 +1812,26 @@ mod tests {
         assert!(parse_interval("24:00-24:00").is_err());
         assert!(parse_interval("10:60-11:00").is_err());
         assert!(parse_interval("10:00").is_err());
-        assert_eq!(merge_intervals(vec![(600, 700), (0, 10), (650, 800), (10, 20)]), [(0, 20), (600, 800)]);
+        assert_eq!(
+            merge_intervals(vec![(600, 700), (0, 10), (650, 800), (10, 20)]),
+            [(0, 20), (600, 800)]
+        );
     }
 
     #[test]
     fn slo_defaults_depend_on_the_indicator() {
         let response = one_slo("indicator = \"ticket_response\"\ntargets = { P1 = \"1h\" }");
-        assert_eq!((response.clock, response.pausable), (ClockKind::Business, false));
+        assert_eq!(
+            (response.clock, response.pausable),
+            (ClockKind::Business, false)
+        );
         assert_eq!(response.targets, [Some(HOUR), None, None, None]);
         assert!(response.severities.is_empty());
         let resolution = one_slo("indicator = \"ticket_resolution\"\ntargets = { P4 = \"5d\" }");
-        assert_eq!((resolution.clock, resolution.pausable), (ClockKind::Business, true));
+        assert_eq!(
+            (resolution.clock, resolution.pausable),
+            (ClockKind::Business, true)
+        );
         let ack = one_slo("indicator = \"incident_ack\"\ntargets = { SEV2 = \"30m\" }");
         assert_eq!((ack.clock, ack.pausable), (ClockKind::AllDay, false));
         assert_eq!(ack.targets, [None, Some(30 * MINUTE), None, None]);
@@ -1444,14 +1839,21 @@ mod tests {
         assert_eq!(avail.severities, BTreeSet::from([0, 1]));
         assert_eq!(avail.clock, ClockKind::AllDay);
         let probe = one_slo("indicator = \"probe_availability\"\ndescription = \"d\"");
-        assert_eq!((probe.clock, probe.pausable, probe.threshold_ms), (ClockKind::AllDay, false, None));
+        assert_eq!(
+            (probe.clock, probe.pausable, probe.threshold_ms),
+            (ClockKind::AllDay, false, None)
+        );
         assert_eq!(probe.description, "d");
         assert_eq!(probe.window, SloWindow::Rolling(30 * DAY));
         let explicit = one_slo(
             "indicator = \"ticket_resolution\"\nclock = \"24x7\"\npausable = false\ntargets = { P1 = \"4h\" }",
         );
-        assert_eq!((explicit.clock, explicit.pausable), (ClockKind::AllDay, false));
-        let sev = one_slo("indicator = \"incident_availability\"\nseverities = [\"SEV1\", \"SEV3\"]");
+        assert_eq!(
+            (explicit.clock, explicit.pausable),
+            (ClockKind::AllDay, false)
+        );
+        let sev =
+            one_slo("indicator = \"incident_availability\"\nseverities = [\"SEV1\", \"SEV3\"]");
         assert_eq!(sev.severities, BTreeSet::from([0, 2]));
     }
 
@@ -1485,7 +1887,11 @@ mod tests {
             description = "nameless"
         "#,
         );
-        assert_problem(&p, "slos[1].name", "duplicate SLO name `dup` (first defined at slos[0])");
+        assert_problem(
+            &p,
+            "slos[1].name",
+            "duplicate SLO name `dup` (first defined at slos[0])",
+        );
         assert_problem(&p, "slos[1].objective", "between 0 and 1 (exclusive)");
         assert_problem(&p, "slos[1].window", "invalid window `weekly`");
         assert_problem(&p, "slos[1].segment_objectives.enterprise", "out of range");
@@ -1500,9 +1906,20 @@ mod tests {
 
     #[test]
     fn threshold_only_for_probe_latency() {
-        assert_eq!(one_slo("indicator = \"probe_latency\"\nthreshold_ms = 300").threshold_ms, Some(300.0));
-        assert_problem(&slo_problems("indicator = \"probe_latency\""), "slos[0].threshold_ms", "required");
-        assert_problem(&slo_problems("indicator = \"probe_latency\"\nthreshold_ms = -1"), "slos[0].threshold_ms", "out of range");
+        assert_eq!(
+            one_slo("indicator = \"probe_latency\"\nthreshold_ms = 300").threshold_ms,
+            Some(300.0)
+        );
+        assert_problem(
+            &slo_problems("indicator = \"probe_latency\""),
+            "slos[0].threshold_ms",
+            "required",
+        );
+        assert_problem(
+            &slo_problems("indicator = \"probe_latency\"\nthreshold_ms = -1"),
+            "slos[0].threshold_ms",
+            "out of range",
+        );
         assert_problem(
             &slo_problems("indicator = \"probe_availability\"\nthreshold_ms = 300"),
             "slos[0].threshold_ms",
@@ -1521,19 +1938,37 @@ mod tests {
         assert_eq!(s.target_for("standard", 0), Some(HOUR));
         assert_eq!(s.target_for("standard", 3), None);
 
-        assert_problem(&slo_problems("indicator = \"ticket_response\""), "slos[0].targets", "required");
-        assert_problem(&slo_problems("indicator = \"incident_ack\"\ntargets = {}"), "slos[0].targets", "at least one severity");
+        assert_problem(
+            &slo_problems("indicator = \"ticket_response\""),
+            "slos[0].targets",
+            "required",
+        );
+        assert_problem(
+            &slo_problems("indicator = \"incident_ack\"\ntargets = {}"),
+            "slos[0].targets",
+            "at least one severity",
+        );
         let p = slo_problems(
             "indicator = \"incident_resolution\"\ntargets = { P1 = \"1h\", SEV2 = \"soon\", SEV3 = \"0m\" }\n\
              segment_targets = { gold = { SEV5 = \"1h\" }, silver = {} }",
         );
-        assert_problem(&p, "slos[0].targets.P1", "unknown severity `P1`; expected one of SEV1, SEV2, SEV3, SEV4");
+        assert_problem(
+            &p,
+            "slos[0].targets.P1",
+            "unknown severity `P1`; expected one of SEV1, SEV2, SEV3, SEV4",
+        );
         assert_problem(&p, "slos[0].targets.SEV2", "invalid duration `soon`");
         assert_problem(&p, "slos[0].targets.SEV3", "must be positive");
         assert_problem(&p, "slos[0].segment_targets.gold.SEV5", "unknown severity");
-        assert_problem(&p, "slos[0].segment_targets.silver", "at least one severity");
+        assert_problem(
+            &p,
+            "slos[0].segment_targets.silver",
+            "at least one severity",
+        );
         assert_eq!(p.len(), 5, "{}", render(&p));
-        let p = slo_problems("indicator = \"probe_availability\"\ntargets = { P1 = \"1h\" }\nsegment_targets = {}");
+        let p = slo_problems(
+            "indicator = \"probe_availability\"\ntargets = { P1 = \"1h\" }\nsegment_targets = {}",
+        );
         assert_problem(&p, "slos[0].targets", "applies only to ticket_response");
         assert_problem(&p, "slos[0].segment_targets", "applies only to");
     }
@@ -1545,10 +1980,18 @@ mod tests {
         );
         assert_problem(&p, "slos[0].clock", "applies only to");
         assert_problem(&p, "slos[0].pausable", "applies only to");
-        assert_problem(&p, "slos[0].severities", "applies only to incident_availability");
-        let p = slo_problems("indicator = \"ticket_response\"\nclock = \"office\"\ntargets = { P1 = \"1h\" }");
+        assert_problem(
+            &p,
+            "slos[0].severities",
+            "applies only to incident_availability",
+        );
+        let p = slo_problems(
+            "indicator = \"ticket_response\"\nclock = \"office\"\ntargets = { P1 = \"1h\" }",
+        );
         assert_problem(&p, "slos[0].clock", "expected \"business\" or \"24x7\"");
-        let p = slo_problems("indicator = \"incident_availability\"\nseverities = [\"SEV1\", \"critical\"]");
+        let p = slo_problems(
+            "indicator = \"incident_availability\"\nseverities = [\"SEV1\", \"critical\"]",
+        );
         assert_problem(&p, "slos[0].severities[1]", "unknown severity `critical`");
         let p = slo_problems("indicator = \"incident_availability\"\nseverities = []");
         assert_problem(&p, "slos[0].severities", "at least one severity");
@@ -1563,14 +2006,27 @@ mod tests {
         let s = one_slo("indicator = \"incident_ack\"\nfilter = { severity = \"SEV2\", service = \"db\" }\ntargets = { SEV1 = \"1h\" }");
         assert_eq!(s.filter["severity"], "SEV2");
 
-        let p = slo_problems("indicator = \"probe_availability\"\nfilter = { team = \"x\", priority = \"P1\" }");
-        assert_problem(&p, "slos[0].filter.team", "unknown filter key; expected one of service, region, priority, severity, probe_id");
-        assert_problem(&p, "slos[0].filter.priority", "`probe_availability` events have no `priority` field");
+        let p = slo_problems(
+            "indicator = \"probe_availability\"\nfilter = { team = \"x\", priority = \"P1\" }",
+        );
+        assert_problem(
+            &p,
+            "slos[0].filter.team",
+            "unknown filter key; expected one of service, region, priority, severity, probe_id",
+        );
+        assert_problem(
+            &p,
+            "slos[0].filter.priority",
+            "`probe_availability` events have no `priority` field",
+        );
         let p = slo_problems("indicator = \"ticket_resolution\"\nfilter = { priority = \"urgent\" }\ntargets = { P1 = \"1h\" }");
         assert_problem(&p, "slos[0].filter.priority", "unknown priority `urgent`");
-        let p = slo_problems("indicator = \"incident_availability\"\nfilter = { severity = \"SEV9\" }");
+        let p =
+            slo_problems("indicator = \"incident_availability\"\nfilter = { severity = \"SEV9\" }");
         assert_problem(&p, "slos[0].filter.severity", "unknown severity `SEV9`");
-        let p = slo_problems("indicator = \"probe_latency\"\nthreshold_ms = 1\nfilter = { service = 1 }");
+        let p = slo_problems(
+            "indicator = \"probe_latency\"\nthreshold_ms = 1\nfilter = { service = 1 }",
+        );
         assert_problem(&p, "slos[0].filter.service", "invalid type");
     }
 
@@ -1578,7 +2034,7 @@ mod tests {
     fn exclusions_are_validated() {
         let base = slo_with("indicator = \"probe_availability\"");
         let c = ok(&format!(
-            "{base}\n[[exclusions]]\nname = \"m\"\nfrom = \"2026-11-07T23:00:00+01:00\"\nto = \"2026-11-08T02:00:00Z\"\n\
+            "{base}\n[[exclusions]]\nname = \"m\"\nfrom = 2026-11-07T23:00:00+01:00\nto = \"2026-11-08T02:00:00Z\"\n\
              segments = [\"standard\"]\nreason = \"r\"\n[[exclusions]]\nname = \"all\"\nfrom = \"2026-01-01T00:00:00Z\"\n\
              to = \"2026-01-01T00:00:01Z\"\nslos = [\"s\"]\ncustomers = [\"acme\"]"
         ));
@@ -1588,14 +2044,20 @@ mod tests {
         assert_eq!(x.segments.as_deref(), Some(&["standard".to_string()][..]));
         assert_eq!(x.reason, "r");
         assert_eq!(c.exclusions[1].to - c.exclusions[1].from, SECOND);
-        assert!(c.exclusions[1].covers("s", "acme", "x") && !c.exclusions[1].covers("s", "other", "x"));
+        assert!(
+            c.exclusions[1].covers("s", "acme", "x") && !c.exclusions[1].covers("s", "other", "x")
+        );
 
         let p = problems(&format!(
             "{base}\n[[exclusions]]\nfrom = \"2026-11-07 22:00\"\nto = \"2026-11-07T22:00:00Z\"\nslos = []\ncustomers = [\"\"]\n\
              [[exclusions]]\nname = \"same\"\nfrom = \"2026-11-07T22:00:00Z\"\nto = \"2026-11-07T22:00:00Z\"\nslos = [\"s\", \"t\"]\nsegments = []"
         ));
         assert_problem(&p, "exclusions[0].name", "required");
-        assert_problem(&p, "exclusions[0].from", "invalid timestamp `2026-11-07 22:00`");
+        assert_problem(
+            &p,
+            "exclusions[0].from",
+            "invalid timestamp `2026-11-07 22:00`",
+        );
         assert_problem(&p, "exclusions[0].slos", "empty list");
         assert_problem(&p, "exclusions[0].customers[0]", "must not be empty");
         assert_problem(&p, "exclusions[1].to", "must be later than `from`");
@@ -1609,7 +2071,19 @@ mod tests {
         let base = format!("{}\n{}", slo_with("indicator = \"probe_availability\""), "");
         let c = ok(&format!("{base}[[credits]]\nslo = \"s\"\ntiers = [{{ below = 0.99, percent = 10 }}, {{ below = 1, percent = 0 }}]"));
         assert_eq!(c.credits[0].slo, "s");
-        assert_eq!(c.credits[0].tiers, [CreditTier { below: 0.99, percent: 10.0 }, CreditTier { below: 1.0, percent: 0.0 }]);
+        assert_eq!(
+            c.credits[0].tiers,
+            [
+                CreditTier {
+                    below: 0.99,
+                    percent: 10.0
+                },
+                CreditTier {
+                    below: 1.0,
+                    percent: 0.0
+                }
+            ]
+        );
         assert_eq!(c.credits[0].credit(Some(0.98)), 10.0);
 
         let p = problems(&format!(
@@ -1619,7 +2093,11 @@ mod tests {
         assert_problem(&p, "credits[0].tiers[0].below", "out of range");
         assert_problem(&p, "credits[0].tiers[1].percent", "out of range");
         assert_problem(&p, "credits[0].tiers[2].below", "required");
-        assert_problem(&p, "credits[1].slo", "already has a credit policy at credits[0]");
+        assert_problem(
+            &p,
+            "credits[1].slo",
+            "already has a credit policy at credits[0]",
+        );
         assert_problem(&p, "credits[2].slo", "unknown SLO `s2`");
         assert_problem(&p, "credits[2].tiers", "required");
         assert_eq!(p.len(), 6, "{}", render(&p));
@@ -1650,15 +2128,25 @@ mod tests {
             "customers_files = [\"more/extra.toml\", \"more/extra.toml\", \"bad.toml\", \"missing.toml\"]\n{CUSTOMER}"
         );
         let p = parse(&text, &[], dir.path()).expect_err("invalid").problems;
-        assert_problem(&p, "more/extra.toml:customers[0].id", "duplicate customer id `b` (first defined at more/extra.toml:customers[0])");
+        assert_problem(
+            &p,
+            "more/extra.toml:customers[0].id",
+            "duplicate customer id `b` (first defined at more/extra.toml:customers[0])",
+        );
         assert_problem(&p, "bad.toml:customers[0].color", "unknown key");
-        assert_problem(&p, "bad.toml:calendars", "unknown key; expected `customers`");
+        assert_problem(
+            &p,
+            "bad.toml:calendars",
+            "unknown key; expected `customers`",
+        );
         assert_problem(&p, "bad.toml:customers[0].timezone", "unknown time zone");
         assert_problem(&p, "customers_files[3]", "cannot read");
         assert_eq!(p.len(), 5, "{}", render(&p));
 
         std::fs::write(dir.path().join("broken.toml"), "[[customers]\n").unwrap();
-        let p = parse("customers_files = [\"broken.toml\"]", &[], dir.path()).expect_err("invalid").problems;
+        let p = parse("customers_files = [\"broken.toml\"]", &[], dir.path())
+            .expect_err("invalid")
+            .problems;
         assert!(p[0].path.starts_with("broken.toml:line 1"), "{p:?}");
     }
 
@@ -1678,20 +2166,45 @@ mod tests {
         // Service sections show the defaults.
         let defaults = Config::default();
         assert_eq!(c.kafka.topics, defaults.kafka.topics);
-        assert_eq!((&c.state, &c.http, &c.ingest), (&defaults.state, &defaults.http, &defaults.ingest));
-        assert_eq!((&c.alerting, &c.export), (&defaults.alerting, &defaults.export));
+        assert_eq!(
+            (&c.state, &c.http, &c.ingest),
+            (&defaults.state, &defaults.http, &defaults.ingest)
+        );
+        assert_eq!(
+            (&c.alerting, &c.export),
+            (&defaults.alerting, &defaults.export)
+        );
         assert_eq!(c.kafka.properties["client.id"], "slastream");
 
         // Customers: inline ones first, then config/customers.toml.
         let ids: Vec<&str> = c.customers.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(
             ids,
-            ["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "tyrell", "cyberdyne"]
+            [
+                "acme",
+                "globex",
+                "initech",
+                "umbrella",
+                "hooli",
+                "stark",
+                "wayne",
+                "tyrell",
+                "cyberdyne"
+            ]
         );
         let segments: BTreeSet<&str> = c.customers.iter().map(|c| c.segment.as_str()).collect();
-        assert_eq!(segments, BTreeSet::from(["business", "enterprise", "standard"]));
+        assert_eq!(
+            segments,
+            BTreeSet::from(["business", "enterprise", "standard"])
+        );
         let zones: BTreeSet<&str> = c.customers.iter().map(|c| c.timezone.as_str()).collect();
-        for zone in ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Sydney"] {
+        for zone in [
+            "Europe/Berlin",
+            "America/New_York",
+            "Asia/Kolkata",
+            "Asia/Kathmandu",
+            "Australia/Sydney",
+        ] {
             assert!(zones.contains(zone), "{zone}");
         }
         assert_eq!(c.customers[4].calendar, ALWAYS);

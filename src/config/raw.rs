@@ -13,8 +13,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
 use toml::{Table, Value};
 
 use super::Problems;
@@ -57,9 +57,9 @@ pub struct RawKafka {
     pub group_id: Option<String>,
     #[serde(default)]
     pub topics: RawTopics,
-    /// Passed through to librdkafka as is.
+    /// Passed through to librdkafka as strings.
     #[serde(default)]
-    pub properties: BTreeMap<String, String>,
+    pub properties: BTreeMap<String, Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,7 +139,7 @@ pub struct RawCalendar {
     pub fri: Option<Vec<String>>,
     pub sat: Option<Vec<String>>,
     pub sun: Option<Vec<String>>,
-    pub holidays: Option<Vec<String>>,
+    pub holidays: Option<Vec<DateText>>,
 }
 
 impl RawCalendar {
@@ -183,8 +183,8 @@ pub struct RawSlo {
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub struct RawExclusion {
     pub name: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
+    pub from: Option<DateText>,
+    pub to: Option<DateText>,
     pub slos: Option<Vec<String>>,
     pub customers: Option<Vec<String>>,
     pub segments: Option<Vec<String>>,
@@ -204,6 +204,44 @@ pub struct RawCredit {
 pub struct RawCreditTier {
     pub below: Option<f64>,
     pub percent: Option<f64>,
+}
+
+/// A date or timestamp: a string, or a TOML date / date-time written without
+/// quotes (`from = 2026-11-07T22:00:00Z`, `holidays = [2026-12-24]`), as its text.
+#[derive(Debug)]
+pub struct DateText(pub String);
+
+impl<'de> Deserialize<'de> for DateText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(DateText(s)),
+            Value::Datetime(dt) => Ok(DateText(dt.to_string())),
+            other => Err(D::Error::custom(format!(
+                "invalid type: {}, expected a date or timestamp string",
+                other.type_str()
+            ))),
+        }
+    }
+}
+
+/// A librdkafka property value: a string, or a number or boolean written
+/// without quotes (`"linger.ms" = 5`), as its text.
+#[derive(Debug)]
+pub struct Scalar(pub String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(Scalar(s)),
+            v @ (Value::Integer(_) | Value::Float(_) | Value::Boolean(_)) => {
+                Ok(Scalar(v.to_string()))
+            }
+            other => Err(D::Error::custom(format!(
+                "invalid type: {}, expected a string, number or boolean",
+                other.type_str()
+            ))),
+        }
+    }
 }
 
 /// One step of a key path: a table key or an array index.
@@ -234,7 +272,8 @@ pub fn path_string(segs: &[Seg]) -> String {
 /// A TOML key as written in a path: bare when TOML allows it, quoted otherwise.
 pub fn quote_key(k: &str) -> String {
     let bare = !k.is_empty()
-        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if bare {
         k.to_string()
     } else {
@@ -274,6 +313,11 @@ fn message(e: &toml::de::Error) -> String {
             _ => "unknown key".to_string(),
         };
     }
+    if m.starts_with("invalid type: map, expected a sequence") {
+        return "invalid type: table, expected an array (an array of tables is written with \
+                double brackets, e.g. [[slos]])"
+            .to_string();
+    }
     m.replace("invalid type: map", "invalid type: table")
         .replace("invalid type: sequence", "invalid type: array")
         .replace("expected f64", "expected a number")
@@ -285,7 +329,11 @@ fn message(e: &toml::de::Error) -> String {
 /// (with its path, after `prefix`) instead of the first one only. The result is
 /// built from what is left once the bad keys are dropped, so that the validation
 /// pass can still check the rest; `None` only if even that fails.
-pub fn lenient<T: DeserializeOwned>(root: Table, prefix: &str, problems: &mut Problems) -> Option<T> {
+pub fn lenient<T: DeserializeOwned>(
+    root: Table,
+    prefix: &str,
+    problems: &mut Problems,
+) -> Option<T> {
     let mut root = Value::Table(root);
     if let Ok(t) = T::deserialize(root.clone()) {
         return Some(t);
@@ -410,16 +458,19 @@ pub const ENV_PREFIX: &str = "SLASTREAM__";
 /// names contain dots that a shell variable cannot, `_` stands for `.`
 /// (`SLASTREAM__KAFKA__PROPERTIES__SASL_PASSWORD` sets `sasl.password`).
 ///
-/// The value is read as a TOML value (`true`, `42`, `0.5`, `["a","b"]`) when the
-/// key accepts that, else as the plain string, so `SLASTREAM__HTTP__ADMIN_TOKEN=12345`
-/// is the string "12345". Returns the key path and variable name of each override.
+/// The value stays the plain string when the key takes a string (so
+/// `SLASTREAM__HTTP__ADMIN_TOKEN=12345` is the token "12345"), and is read as a
+/// TOML value (`true`, `42`, `0.5`, `["a","b"]`) otherwise. Returns the key path
+/// and variable name of each override.
 pub fn apply_env(
     root: &mut Table,
     env: &[(String, String)],
     problems: &mut Problems,
 ) -> Vec<(String, String)> {
-    let mut vars: Vec<&(String, String)> =
-        env.iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
+    let mut vars: Vec<&(String, String)> = env
+        .iter()
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+        .collect();
     vars.sort();
     let mut doc = Value::Table(std::mem::take(root));
     let mut applied = Vec::new();
@@ -483,16 +534,18 @@ fn set_override(doc: &mut Value, rest: &str, text: &str) -> Result<String, Strin
         }
         cur = slot;
     }
-    Err(format!("malformed override: expected {ENV_PREFIX}SECTION__KEY"))
+    Err(format!(
+        "malformed override: expected {ENV_PREFIX}SECTION__KEY"
+    ))
 }
 
-/// The TOML reading of `text` if the key accepts it; else the string if the key
-/// accepts that; else whichever reading exists, for validation to report.
+/// The plain string if the key accepts one (so a string key keeps `12345` as
+/// text); else the TOML reading of `text` (`true`, `0.5`, `["a"]`) when there is
+/// one, for the key to accept or for validation to report; else the string.
 fn env_value(segs: &[Seg], text: &str) -> Value {
     let string = Value::String(text.to_string());
-    match text.trim().parse::<Value>() {
-        Ok(v) if accepts::<RawConfig>(segs, v.clone()).is_ok() => v,
-        Ok(v) if accepts::<RawConfig>(segs, string.clone()).is_err() => v,
-        _ => string,
+    if accepts::<RawConfig>(segs, string.clone()).is_ok() {
+        return string;
     }
+    text.trim().parse::<Value>().unwrap_or(string)
 }

@@ -106,22 +106,24 @@ impl Series {
         self.buckets.len()
     }
 
-    /// Folds minute buckets older than `fine_before` into quarter-hour buckets
-    /// and drops buckets older than `drop_before`. Returns the keys removed and
-    /// the keys whose value changed, for the store.
-    pub fn compact(&mut self, fine_before: Millis, drop_before: Millis) -> Vec<Millis> {
-        let mut touched = Vec::new();
-        let old: Vec<(Millis, Counts)> = self
-            .buckets
-            .range(..fine_before)
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        for (k, v) in old {
-            let coarse = k.div_euclid(COARSE) * COARSE;
-            if k < drop_before {
-                self.buckets.remove(&k);
-                touched.push(k);
-            } else if coarse != k {
+    /// Folds minute buckets in [since, fine_before) into quarter-hour buckets
+    /// and drops buckets older than `drop_before`. Returns every key whose
+    /// value changed or vanished, for the store.
+    pub fn compact(&mut self, since: Millis, fine_before: Millis, drop_before: Millis) -> Vec<Millis> {
+        let mut touched: Vec<Millis> = self.buckets.range(..drop_before).map(|(k, _)| *k).collect();
+        for k in &touched {
+            self.buckets.remove(k);
+        }
+        let lo = since.max(drop_before);
+        if lo < fine_before {
+            let old: Vec<(Millis, Counts)> = self
+                .buckets
+                .range(lo..fine_before)
+                .filter(|(k, _)| k.rem_euclid(COARSE) != 0)
+                .map(|(k, v)| (*k, *v))
+                .collect();
+            for (k, v) in old {
+                let coarse = k.div_euclid(COARSE) * COARSE;
                 self.buckets.remove(&k);
                 touched.push(k);
                 self.buckets.entry(coarse).or_default().add(v);
@@ -159,12 +161,12 @@ mod tests {
         for m in 0..60 {
             s.add(m * MINUTE, Counts::one(m % 3 == 0));
         }
-        s.compact(45 * MINUTE, 0);
+        s.compact(Millis::MIN, 45 * MINUTE, 0);
         assert_eq!(s.sum(0, 15 * MINUTE), Counts { good: 5, bad: 10 });
         assert_eq!(s.sum(15 * MINUTE, 45 * MINUTE), Counts { good: 10, bad: 20 });
         assert_eq!(s.sum(45 * MINUTE, 46 * MINUTE), Counts { good: 1, bad: 0 });
         assert_eq!(s.len(), 3 + 15);
-        s.compact(45 * MINUTE, 15 * MINUTE);
+        s.compact(Millis::MIN, 45 * MINUTE, 15 * MINUTE);
         assert_eq!(s.sum(0, 15 * MINUTE), Counts::default());
     }
 }

@@ -105,7 +105,9 @@ pub fn ticket_timeline(events: &[TicketEv]) -> Option<TicketTimeline> {
                 }
             }
             TicketAction::Paused => {
-                if running_since.is_some() && paused_since.is_none() {
+                // SPEC §3: a pause lasts until the next `resumed` or
+                // `resolved`, whenever it was set (even while resolved).
+                if paused_since.is_none() {
                     paused_since = Some(e.at);
                 }
             }

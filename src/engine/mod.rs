@@ -9,6 +9,7 @@ pub mod buckets;
 pub mod clock;
 pub mod customers;
 pub mod dedup;
+pub mod latency;
 pub mod query;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -69,6 +70,12 @@ impl EngineSettings {
         }
     }
 }
+
+/// Minute buckets are kept this far behind the watermark (at least 35 days,
+/// so two whole calendar months stay at minute resolution).
+pub const FINE_RETENTION: Millis = 62 * crate::model::time::DAY;
+/// Quarter-hour buckets, tickets and incidents are kept this far (13 months).
+pub const COARSE_RETENTION: Millis = 400 * crate::model::time::DAY;
 
 /// A run-time exclusion added through the API.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -183,6 +190,9 @@ impl IngestCounts {
 pub struct Dirty {
     pub tickets: HashSet<ItemIdx>,
     pub incidents: HashSet<ItemIdx>,
+    /// Tickets / incidents dropped by retention (ids).
+    pub tickets_gone: Vec<String>,
+    pub incidents_gone: Vec<String>,
     pub customers: HashSet<CustomerIdx>,
     /// (slo index, customer, bucket start) of probe-SLO buckets.
     pub buckets: HashSet<(u32, CustomerIdx, Millis)>,
@@ -203,12 +213,15 @@ pub struct Engine {
     pub(crate) runtime_exclusions: Vec<RuntimeExclusion>,
     pub(crate) next_exclusion_id: u64,
     pub(crate) audit: Vec<AuditEntry>,
+    /// Minute buckets below this were folded by the last `compact`.
+    compacted_below: Millis,
     pub(crate) always: BusinessCalendar,
     /// Indices of SLOs by indicator family, for the hot path.
     probe_slos: Vec<usize>,
     ticket_slos: Vec<usize>,
     incident_slos: Vec<usize>,
     pub counts: HashMap<&'static str, IngestCounts>,
+    pub latency: latency::RecentLatency,
     pub(crate) dirty: Dirty,
     track_dirty: bool,
 }
@@ -243,11 +256,13 @@ impl Engine {
             runtime_exclusions: Vec::new(),
             next_exclusion_id: 1,
             audit: Vec::new(),
+            compacted_below: Millis::MIN,
             always: BusinessCalendar::always(),
             probe_slos,
             ticket_slos,
             incident_slos,
             counts: HashMap::new(),
+            latency: latency::RecentLatency::default(),
             dirty: Dirty::default(),
             track_dirty: false,
         }
@@ -393,6 +408,8 @@ impl Engine {
         let Some(cid) = ev.customer_id.as_deref() else { return };
         let c = self.name_customer(cid, ev.segment.as_deref(), ev.timezone.as_deref(), ev.occurred_at, &ev.event_id);
         let group = self.customers.get(c).group;
+        let segment = self.customers.get(c).segment.clone();
+        self.latency.record(&p.service, &segment, ev.occurred_at, p.latency_ms, self.watermark.unwrap_or(ev.occurred_at));
         for k in 0..self.probe_slos.len() {
             let s = self.probe_slos[k];
             let slo = &self.settings.slos[s];
@@ -671,6 +688,63 @@ impl Engine {
         st.downtime_by_item.insert(item, customers);
     }
 
+    /// Applies retention relative to the watermark: minute buckets older than
+    /// `FINE_RETENTION` fold into quarter hours, anything older than
+    /// `COARSE_RETENTION` is dropped (buckets, stopped tickets and incidents).
+    pub fn compact(&mut self) {
+        let Some(w) = self.watermark else { return };
+        let fine_before = w - FINE_RETENTION;
+        let drop_before = w - COARSE_RETENTION;
+        let since = self.compacted_below;
+        self.compacted_below = fine_before;
+        for k in 0..self.probe_slos.len() {
+            let s = self.probe_slos[k];
+            let st = &mut self.slos[s];
+            for (c, series) in st.by_customer.iter_mut().enumerate() {
+                for key in series.compact(since, fine_before, drop_before) {
+                    if self.track_dirty {
+                        self.dirty.buckets.insert((s as u32, c as CustomerIdx, key));
+                    }
+                }
+            }
+            for series in st.by_group.iter_mut() {
+                series.compact(since, fine_before, drop_before);
+            }
+        }
+        // Items whose every event is older than the coarse horizon are gone
+        // from every window we keep; their ids stay in `index` as tombstones
+        // so the dense indices remain valid.
+        let old_ticket = |events: &[TicketEv]| events.last().is_some_and(|e| e.at < drop_before);
+        for t in 0..self.tickets.list.len() {
+            if old_ticket(&self.tickets.list[t].events) {
+                self.tickets.list[t].events.clear();
+                self.recompute_ticket(t as ItemIdx);
+                if self.track_dirty {
+                    self.dirty.tickets_gone.push(self.tickets.list[t].id.clone());
+                }
+            }
+        }
+        for i in 0..self.incidents.list.len() {
+            let old = self.incidents.list[i].events.last().is_some_and(|e| e.at < drop_before);
+            if old {
+                self.incidents.list[i].events.clear();
+                self.recompute_incident(i as ItemIdx);
+                if self.track_dirty {
+                    self.dirty.incidents_gone.push(self.incidents.list[i].id.clone());
+                }
+            }
+        }
+    }
+
+    /// Runs `compact` when the watermark moved an hour past the last run.
+    pub fn maybe_compact(&mut self) {
+        if let Some(w) = self.watermark {
+            if w - FINE_RETENTION >= self.compacted_below.saturating_add(crate::model::time::HOUR) {
+                self.compact();
+            }
+        }
+    }
+
     /// Re-evaluates every clock (after the set of exclusions changed).
     pub fn recompute_all(&mut self) {
         for t in 0..self.tickets.list.len() as ItemIdx {
@@ -730,3 +804,5 @@ fn probe_matches(slo: &SloDef, p: &ProbeBody<'_>) -> bool {
 }
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod reference;

@@ -61,7 +61,12 @@ impl Timestamps {
         };
         out.push_str(prefix);
         let in_day = at.rem_euclid(DAY);
-        let (h, m, s, ms) = (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1_000 % 60, in_day % 1_000);
+        let (h, m, s, ms) = (
+            in_day / 3_600_000,
+            in_day / 60_000 % 60,
+            in_day / 1_000 % 60,
+            in_day % 1_000,
+        );
         for (value, width, sep) in [(h, 2, ':'), (m, 2, ':'), (s, 2, '.'), (ms, 3, 'Z')] {
             push_digits(out, value, width);
             out.push(sep);
@@ -85,7 +90,12 @@ mod tests {
     #[test]
     fn timestamps_round_trip_across_days() {
         let mut ts = Timestamps::default();
-        for s in ["2026-11-02T09:30:00.000Z", "2026-11-02T23:59:59.999Z", "2026-11-03T00:00:00.001Z", "2024-02-29T12:00:00.500Z"] {
+        for s in [
+            "2026-11-02T09:30:00.000Z",
+            "2026-11-02T23:59:59.999Z",
+            "2026-11-03T00:00:00.001Z",
+            "2024-02-29T12:00:00.500Z",
+        ] {
             let at = parse_rfc3339(s).unwrap();
             let mut out = String::new();
             ts.push(&mut out, at);

@@ -52,7 +52,7 @@ const ZONE_CYCLE: [&str; 7] = [
 const TICKET_SHARE: f64 = 0.03;
 /// Unplanned and planned incidents per simulated day, whatever the rate.
 const INCIDENTS_PER_DAY: f64 = 4.0;
-/// Every fifth incident is planned maintenance.
+/// Every fifth incident is planned maintenance, starting with the first.
 const PLANNED_EVERY: u64 = 5;
 /// Bounds `customer_ids` well below the 64 KiB event limit.
 const MAX_INCIDENT_CUSTOMERS: usize = 200;
@@ -77,7 +77,7 @@ pub struct GenSettings {
     pub start: Millis,
     /// Simulated span: every event is in [start, start + duration).
     pub duration: Millis,
-    /// Probe services.
+    /// Probe services (also named by incidents); empty = [`DEFAULT_SERVICES`].
     pub services: Vec<String>,
     /// Services whose probes fail heavily during the second half (so an SLO
     /// visibly burns). Default: the first service.
@@ -168,9 +168,18 @@ enum Task {
     Probe(u32),
     TicketArrival,
     IncidentArrival,
+    /// The incident that goes with the burn of this service.
+    BurnIncident(u32),
     /// Remaining steps, last step first.
-    Ticket { id: String, customer: u32, steps: Vec<TicketStep> },
-    Incident { id: String, steps: Vec<IncidentStep> },
+    Ticket {
+        id: String,
+        customer: u32,
+        steps: Vec<TicketStep>,
+    },
+    Incident {
+        id: String,
+        steps: Vec<IncidentStep>,
+    },
 }
 
 #[derive(Debug)]
@@ -230,14 +239,34 @@ pub struct Generator {
     events: u64,
     tickets: u64,
     incidents: u64,
+    /// Incidents from the arrival process (the burn's incident is extra).
+    incident_arrivals: u64,
     timestamps: json::Timestamps,
 }
 
 impl Generator {
     pub fn new(settings: GenSettings) -> Generator {
-        let GenSettings { seed, customers, registry, rate, start, duration, services, burning } = settings;
+        let GenSettings {
+            seed,
+            customers,
+            registry,
+            rate,
+            start,
+            duration,
+            services,
+            burning,
+        } = settings;
         let end = start.saturating_add(duration.max(0));
-        let run = format!("{:06x}", run_tag(seed, start, duration, rate, customers, &registry, &services) & 0xff_ffff);
+        // Incidents name a service, so there is always one.
+        let services = if services.is_empty() {
+            DEFAULT_SERVICES.iter().map(|s| s.to_string()).collect()
+        } else {
+            services
+        };
+        let run = format!(
+            "{:06x}",
+            run_tag(seed, start, duration, rate, customers, &registry, &services) & 0xff_ffff
+        );
         let customers: Vec<Customer> = if registry.is_empty() {
             (0..customers).map(synthetic_customer).collect()
         } else {
@@ -280,7 +309,11 @@ impl Generator {
         let probe_rate = (rate - ticket_rate - incident_rate).max(0.5 * rate);
         let n_streams = customers.len() * services.len();
         let probe_interval = n_streams as f64 / probe_rate * SECOND as f64;
-        let ticket_open_rate = ticket_rate / plan::EVENTS_PER_TICKET / mean_business_weight();
+        let ticket_open_rate = if live {
+            ticket_rate / ticket_events_within(seed, duration) / mean_business_weight()
+        } else {
+            0.0
+        };
 
         let mut g = Generator {
             rng: SmallRng::seed_from_u64(seed),
@@ -304,6 +337,7 @@ impl Generator {
             events: 0,
             tickets: 0,
             incidents: 0,
+            incident_arrivals: 0,
             timestamps: json::Timestamps::default(),
         };
         if live {
@@ -337,8 +371,7 @@ impl Generator {
         // probes start failing.
         if let Some(service) = self.burning.iter().position(|b| *b) {
             let at = self.burn_from + plan::uniform(&mut self.rng, 5.0, 20.0) as Millis * MINUTE;
-            let seed = IncidentSeed { severity: 1, customers: self.affected_customers(), service: service as u32, planned: false };
-            self.open_incident(at, seed);
+            self.schedule(at, Task::BurnIncident(service as u32));
         }
     }
 
@@ -346,7 +379,11 @@ impl Generator {
     fn schedule(&mut self, at: Millis, task: Task) {
         if at < self.end {
             self.seq += 1;
-            self.heap.push(Scheduled { at, seq: self.seq, task });
+            self.heap.push(Scheduled {
+                at,
+                seq: self.seq,
+                task,
+            });
         }
     }
 
@@ -385,7 +422,13 @@ impl Generator {
     fn probe(&mut self, i: u32, at: Millis) -> GenEvent {
         let (customer, service, tick, median, burn_failure) = {
             let s = &self.streams[i as usize];
-            (s.customer as usize, s.service as usize, s.tick, s.median_ms, s.burn_failure)
+            (
+                s.customer as usize,
+                s.service as usize,
+                s.tick,
+                s.median_ms,
+                s.burn_failure,
+            )
         };
         let burning = self.burning[service] && at >= self.burn_from;
         let failure = if burning { burn_failure } else { BASE_FAILURE };
@@ -410,14 +453,23 @@ impl Generator {
         out.push_str(&c.fields);
         out.push(',');
         out.push_str(&self.probe_fields[service * REGIONS.len() + region]);
-        out.push_str(if success { ",\"success\":true" } else { ",\"success\":false" });
+        out.push_str(if success {
+            ",\"success\":true"
+        } else {
+            ",\"success\":false"
+        });
         let _ = write!(out, ",\"latency_ms\":{:.1}}}", latency);
         let key = c.id.clone();
 
         self.streams[i as usize].tick += 1;
         let next = self.probe_due(i);
         self.schedule(next, Task::Probe(i));
-        GenEvent { at, kind: "probe", key, json: out }
+        GenEvent {
+            at,
+            kind: "probe",
+            key,
+            json: out,
+        }
     }
 
     /// Proposes a ticket; keeps it with the business-hours weight of the
@@ -436,14 +488,23 @@ impl Generator {
         let mut steps = plan::ticket(&mut self.rng, at);
         steps.reverse();
         if let Some(first) = steps.last().map(|s| s.at) {
-            self.schedule(first, Task::Ticket { id, customer: customer as u32, steps });
+            self.schedule(
+                first,
+                Task::Ticket {
+                    id,
+                    customer: customer as u32,
+                    steps,
+                },
+            );
         }
     }
 
     fn pick_ticket_customer(&mut self) -> usize {
         let total = self.ticket_weights.last().copied().unwrap_or(0.0);
         let x = self.rng.random::<f64>() * total;
-        self.ticket_weights.partition_point(|w| *w <= x).min(self.customers.len() - 1)
+        self.ticket_weights
+            .partition_point(|w| *w <= x)
+            .min(self.customers.len() - 1)
     }
 
     fn ticket(&mut self, id: String, customer: u32, mut steps: Vec<TicketStep>, at: Millis) -> Option<GenEvent> {
@@ -466,13 +527,19 @@ impl Generator {
         if let Some(next) = steps.last().map(|s| s.at) {
             self.schedule(next, Task::Ticket { id, customer, steps });
         }
-        Some(GenEvent { at, kind: "ticket", key, json: out })
+        Some(GenEvent {
+            at,
+            kind: "ticket",
+            key,
+            json: out,
+        })
     }
 
     fn incident_arrival(&mut self, at: Millis) {
         let next = at + self.exp_gap(self.incident_gap).max(1);
         self.schedule(next, Task::IncidentArrival);
-        let planned = self.incidents % PLANNED_EVERY == 0;
+        let planned = self.incident_arrivals % PLANNED_EVERY == 0;
+        self.incident_arrivals += 1;
         let seed = IncidentSeed {
             severity: plan::severity(&mut self.rng, planned),
             customers: self.affected_customers(),
@@ -508,7 +575,9 @@ impl Generator {
             v
         } else if roll < 0.85 {
             let zone = self.customers[self.rng.random_range(0..n) as usize].zone.iana_name();
-            (0..n).filter(|c| self.customers[*c as usize].zone.iana_name() == zone).collect()
+            (0..n)
+                .filter(|c| self.customers[*c as usize].zone.iana_name() == zone)
+                .collect()
         } else {
             (0..n).collect()
         };
@@ -554,7 +623,12 @@ impl Generator {
         if let Some(next) = steps.last().map(|s| s.at) {
             self.schedule(next, Task::Incident { id, steps });
         }
-        Some(GenEvent { at, kind: "incident", key, json: out })
+        Some(GenEvent {
+            at,
+            kind: "incident",
+            key,
+            json: out,
+        })
     }
 }
 
@@ -572,6 +646,19 @@ impl Iterator for Generator {
                 }
                 Task::IncidentArrival => {
                     self.incident_arrival(at);
+                    None
+                }
+                Task::BurnIncident(service) => {
+                    let customers = self.affected_customers();
+                    self.open_incident(
+                        at,
+                        IncidentSeed {
+                            severity: 1,
+                            customers,
+                            service,
+                            planned: false,
+                        },
+                    );
                     None
                 }
                 Task::Ticket { id, customer, steps } => self.ticket(id, customer, steps, at),
@@ -594,7 +681,12 @@ fn synthetic_customer(i: usize) -> Customer {
     json::push_field(&mut fields, "segment", segment);
     fields.push(',');
     json::push_field(&mut fields, "timezone", zone);
-    Customer { id, segment: segment.to_string(), zone: TimeZone::get(zone).unwrap_or(TimeZone::UTC), fields }
+    Customer {
+        id,
+        segment: segment.to_string(),
+        zone: TimeZone::get(zone).unwrap_or(TimeZone::UTC),
+        fields,
+    }
 }
 
 /// Registry customers: the pipeline knows their segment and zone already.
@@ -622,7 +714,7 @@ fn weight_at(weekday: Weekday, hour: i8) -> f64 {
 fn business_weight(zone: &TimeZone, at: Millis) -> f64 {
     match Timestamp::from_millisecond(at) {
         Ok(ts) => {
-            let local = ts.to_zoned(zone.clone());
+            let local = zone.to_datetime(ts);
             weight_at(local.weekday(), local.hour())
         }
         Err(_) => 1.0,
@@ -642,6 +734,21 @@ fn mean_business_weight() -> f64 {
     ];
     let sum: f64 = days.iter().flat_map(|d| (0..24).map(move |h| weight_at(*d, h))).sum();
     sum / (7.0 * 24.0)
+}
+
+/// Expected ticket events inside a span of `duration` per ticket opened in
+/// it (at a uniform instant): short spans cut lifecycles off, so they need
+/// more tickets to keep the ticket share of the events. Estimated by
+/// sampling with its own generator, leaving the workload's sequence alone.
+fn ticket_events_within(seed: u64, duration: Millis) -> f64 {
+    const SAMPLES: u32 = 2_000;
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed_7ac4_e75a_3b1e);
+    let mut events = 0usize;
+    for _ in 0..SAMPLES {
+        let left = ((1.0 - rng.random::<f64>()) * duration as f64) as Millis;
+        events += plan::ticket(&mut rng, 0).iter().filter(|s| s.at < left).count().max(1);
+    }
+    events as f64 / SAMPLES as f64
 }
 
 fn run_tag(
@@ -709,8 +816,9 @@ pub fn run_cli(
         bail!("invalid --rate {rate}: expected a positive number of events per second");
     }
     let start = match start {
-        Some(s) => parse_rfc3339(s)
-            .ok_or_else(|| anyhow!("invalid --start {s:?}: expected an RFC 3339 timestamp such as 2026-11-02T09:30:00Z"))?,
+        Some(s) => parse_rfc3339(s).ok_or_else(|| {
+            anyhow!("invalid --start {s:?}: expected an RFC 3339 timestamp such as 2026-11-02T09:30:00Z")
+        })?,
         None => floor_minute(Timestamp::now().as_millisecond() - span),
     };
     let settings = match &cfg {

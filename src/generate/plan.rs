@@ -43,16 +43,13 @@ const PRIORITY_WEIGHTS: [f64; 4] = [0.05, 0.15, 0.55, 0.25];
 // Medians of the first response by priority; with sigma 1 about one ticket in
 // six misses a first-response target of ~2.7 medians (1h for P1, 8h for P3).
 const RESPONSE_MEDIAN: [Millis; 4] = [20 * MINUTE, HOUR, 3 * HOUR, 6 * HOUR];
-const RESOLVE_MEDIAN: [Millis; 4] = [3 * HOUR, 10 * HOUR, 30 * HOUR, 60 * HOUR];
+const RESOLVE_MEDIAN: [Millis; 4] = [3 * HOUR, 8 * HOUR, 20 * HOUR, 40 * HOUR];
 const P_CANCEL: f64 = 0.03;
 const P_PAUSE: f64 = 0.25;
 /// Of the paused tickets: closed while still waiting on the customer.
 const P_RESOLVED_WHILE_PAUSED: f64 = 0.10;
-const P_REOPEN: f64 = 0.08;
+const P_REOPEN: f64 = 0.10;
 const P_PRIORITY_CHANGE: f64 = 0.06;
-/// Expected ticket events per ticket under the probabilities above (used to
-/// turn a share of the event rate into a ticket arrival rate).
-pub(super) const EVENTS_PER_TICKET: f64 = 3.66;
 
 const SEVERITY_WEIGHTS: [f64; 4] = [0.08, 0.22, 0.40, 0.30];
 const PLANNED_SEVERITY_WEIGHTS: [f64; 4] = [0.0, 0.30, 0.40, 0.30];
@@ -167,7 +164,8 @@ pub(super) fn ticket(rng: &mut SmallRng, t0: Millis) -> Vec<TicketStep> {
     }
 
     if rng.random_bool(P_REOPEN) {
-        let reopened = resolved + delay(rng, 20 * HOUR, 0.8);
+        // "Still broken": most customers notice within the day.
+        let reopened = resolved + delay(rng, 6 * HOUR, 1.0);
         steps.push(step(reopened, TicketAction::Reopened, None));
         steps.push(step(reopened + delay(rng, 5 * HOUR, 0.8), TicketAction::Resolved, None));
     }
@@ -183,15 +181,34 @@ fn finish(mut steps: Vec<TicketStep>) -> Vec<TicketStep> {
 }
 
 pub(super) fn severity(rng: &mut SmallRng, planned: bool) -> Level {
-    weighted(rng, if planned { &PLANNED_SEVERITY_WEIGHTS } else { &SEVERITY_WEIGHTS }) as Level
+    weighted(
+        rng,
+        if planned {
+            &PLANNED_SEVERITY_WEIGHTS
+        } else {
+            &SEVERITY_WEIGHTS
+        },
+    ) as Level
 }
 
 /// One incident from `opened` (at `t0`, or the next quarter hour for planned
 /// maintenance) to `resolved`. `n_customers` bounds the customers a changed
 /// `customer_ids` list may add.
 pub(super) fn incident(rng: &mut SmallRng, t0: Millis, seed: IncidentSeed, n_customers: u32) -> Vec<IncidentStep> {
-    let IncidentSeed { severity: sev, customers, service, planned } = seed;
-    let step = |at, action| IncidentStep { at, action, severity: None, customers: None, service: None, planned: false };
+    let IncidentSeed {
+        severity: sev,
+        customers,
+        service,
+        planned,
+    } = seed;
+    let step = |at, action| IncidentStep {
+        at,
+        action,
+        severity: None,
+        customers: None,
+        service: None,
+        planned: false,
+    };
     let opened = IncidentStep {
         severity: Some(sev),
         customers: Some(customers.clone()),
@@ -222,7 +239,13 @@ pub(super) fn incident(rng: &mut SmallRng, t0: Millis, seed: IncidentSeed, n_cus
         ];
         if rng.random_bool(P_SEVERITY_CHANGE) {
             // Reassessed when acknowledged.
-            let new = if sev > 0 && rng.random_bool(0.6) { sev - 1 } else if sev < 3 { sev + 1 } else { sev - 1 };
+            let new = if sev > 0 && rng.random_bool(0.6) {
+                sev - 1
+            } else if sev < 3 {
+                sev + 1
+            } else {
+                sev - 1
+            };
             steps[1].severity = Some(new);
         }
         if rng.random_bool(P_SCOPE_CHANGE) {
@@ -286,12 +309,19 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(7);
         for i in 0..2_000 {
             let planned = i % 5 == 0;
-            let seed = IncidentSeed { severity: severity(&mut rng, planned), customers: vec![1, 4], service: 0, planned };
+            let seed = IncidentSeed {
+                severity: severity(&mut rng, planned),
+                customers: vec![1, 4],
+                service: 0,
+                planned,
+            };
             let steps = incident(&mut rng, 1_000_000_000_123, seed, 12);
             assert_eq!(steps[0].action, IncidentAction::Opened);
             assert_eq!(steps.last().map(|s| s.action), Some(IncidentAction::Resolved));
             assert!(steps.windows(2).all(|w| w[0].at < w[1].at), "{steps:?}");
-            assert!(steps[1..].iter().all(|s| s.customers.as_ref().is_none_or(|c| !c.is_empty())));
+            assert!(steps[1..]
+                .iter()
+                .all(|s| s.customers.as_ref().is_none_or(|c| !c.is_empty())));
         }
     }
 }

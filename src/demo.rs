@@ -1,0 +1,132 @@
+//! `slastream demo`: the product on one machine with nothing installed. A
+//! simulated clock (`--speed N` times the wall clock) drives the generator;
+//! three days of history are applied at start, then events flow live as the
+//! simulated clock passes them, through the same engine, store and API as
+//! `replay`. The second half of the workload burns the first probe service,
+//! so an SLO visibly burns from the moment the demo is live.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::AppState;
+use crate::app::{open_state, serve};
+use crate::config::Config;
+use crate::generate::{GenSettings, Generator};
+use crate::model::event::decode;
+use crate::model::time::{floor_minute, Clock, Millis, WallClock, DAY};
+use crate::store::state;
+
+/// History applied at once when the demo starts.
+const HISTORY: Millis = 3 * DAY;
+
+/// Simulated time: `origin` at the wall-clock instant `started`, then `speed`
+/// times faster.
+pub struct SimClock {
+    origin: Millis,
+    started: Instant,
+    speed: f64,
+    frozen: AtomicI64,
+    frozen_on: AtomicBool,
+}
+
+impl SimClock {
+    pub fn new(origin: Millis, speed: f64) -> SimClock {
+        SimClock { origin, started: Instant::now(), speed, frozen: AtomicI64::new(0), frozen_on: AtomicBool::new(false) }
+    }
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> Millis {
+        if self.frozen_on.load(Ordering::SeqCst) {
+            return self.frozen.load(Ordering::SeqCst);
+        }
+        self.origin + (self.started.elapsed().as_secs_f64() * 1000.0 * self.speed) as Millis
+    }
+}
+
+pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if !(speed > 0.0 && speed.is_finite()) {
+        anyhow::bail!("--speed must be a positive number, got {speed}");
+    }
+    let state_dir = tempfile::Builder::new().prefix("slastream-demo-").tempdir().context("creating a state directory")?;
+    cfg.state.path = state_dir.path().to_path_buf();
+    let (engine, store) = open_state(&cfg)?;
+    let engine = Arc::new(RwLock::new(engine));
+    let live_from = floor_minute(WallClock.now());
+    let clock = Arc::new(SimClock::new(live_from, speed));
+    let ready = Arc::new(AtomicBool::new(false));
+    let app = AppState {
+        engine: engine.clone(),
+        clock: clock.clone(),
+        admin_token: cfg.http.admin_token.clone(),
+        ready: ready.clone(),
+        metrics: Arc::new(|e: &crate::engine::Engine, _| crate::export::render(e)),
+    };
+    let server = {
+        let cfg = cfg.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move { serve(&cfg, app, token).await })
+    };
+    // Probes dominate: about one probe per customer and service a minute.
+    let services = cfg.slos.iter().filter(|s| s.indicator.is_probe()).count().max(1) as f64;
+    let rate = (cfg.customers.len().max(12) as f64 * services / 60.0).max(0.5);
+    let settings = GenSettings::from_config(&cfg, 42, 12, rate, live_from - HISTORY, 2 * HISTORY);
+    let mut events = Generator::new(settings).peekable();
+    let base = format!("http://{}", cfg.http.listen);
+    let mut announced = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let now = clock.now();
+        let mut batch = Vec::new();
+        while let Some(e) = events.peek() {
+            if e.at > now || batch.len() >= 50_000 {
+                break;
+            }
+            batch.push(events.next().map(|e| e.json).unwrap_or_default());
+        }
+        if !batch.is_empty() {
+            let mut e = engine.write().unwrap_or_else(|p| p.into_inner());
+            for line in &batch {
+                if let Ok(ev) = decode(line.as_bytes()) {
+                    e.apply(&ev, now);
+                }
+            }
+            e.maybe_compact();
+            let b = state::dirty_batch(&mut e);
+            drop(e);
+            store.write(b)?;
+        }
+        if !announced && events.peek().is_none_or(|e| e.at > live_from) {
+            announced = true;
+            ready.store(true, Ordering::SeqCst);
+            let slo = cfg.slos.first().map(|s| s.name.clone()).unwrap_or_else(|| "api-availability".into());
+            let customer = cfg.customers.first().map(|c| c.id.clone()).unwrap_or_else(|| "acme".into());
+            eprintln!(
+                "\nslastream demo is live (simulated clock at {speed}x).\n\
+                 Open:\n  {base}/api/v1/slos\n  {base}/metrics\n\
+                 Try:\n  curl -s '{base}/api/v1/compliance?slo={slo}&customer={customer}'\n  \
+                 curl -s '{base}/api/v1/breaches'\n  \
+                 curl -s '{base}/api/v1/report?month={month}&format=csv'\n\
+                 Ctrl-C stops the demo.\n",
+                month = jiff::Timestamp::from_millisecond(now).map(|t| t.strftime("%Y-%m").to_string()).unwrap_or_default()
+            );
+        }
+        if events.peek().is_none() {
+            // The workload is over; keep serving until stopped.
+            clock.frozen.store(clock.now(), Ordering::SeqCst);
+            clock.frozen_on.store(true, Ordering::SeqCst);
+            shutdown.cancelled().await;
+            break;
+        }
+    }
+    server.await.context("server task")??;
+    Ok(())
+}

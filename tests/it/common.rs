@@ -1,0 +1,127 @@
+//! Shared helpers: configs, sample events, replay into a state directory with
+//! a fixed clock, and queries through the router.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use slastream::api::{self, AppState};
+use slastream::app::{replay_file, ReplayOptions};
+use slastream::config::{self, Config};
+use slastream::engine::Engine;
+use slastream::generate::{GenSettings, Generator};
+use slastream::model::time::{parse_rfc3339, Clock, ManualClock, Millis, DAY};
+use slastream::store::{state, RocksStore};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn t(s: &str) -> Millis {
+    parse_rfc3339(s).expect("test timestamp")
+}
+
+/// The shipped example configuration, with the state directory moved.
+pub fn shipped_config(state_dir: &Path) -> Config {
+    let mut cfg = config::load(&root().join("config/slastream.toml")).expect("shipped config is valid");
+    cfg.state.path = state_dir.to_path_buf();
+    cfg
+}
+
+/// The instant all golden answers are computed at.
+pub fn golden_now() -> Millis {
+    t("2026-11-20T00:00:00Z")
+}
+
+/// A deterministic workload for the shipped config: 14 days of November 2026.
+pub fn sample_lines(cfg: &Config, rate: f64, days: i64, seed: u64) -> Vec<String> {
+    let settings = GenSettings::from_config(cfg, seed, 0, rate, t("2026-11-01T00:00:00Z"), days * DAY);
+    Generator::new(settings).map(|e| e.json).collect()
+}
+
+pub fn write_lines(path: &Path, lines: &[String]) {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(path, text).expect("write events");
+}
+
+/// Replays `input` into the state at `cfg.state.path`, then returns the
+/// restored engine (so what is answered is what was persisted).
+pub fn replay_into(cfg: &Config, input: &Path) -> Engine {
+    let store = RocksStore::open(&cfg.state.path).expect("open state");
+    let engine = RwLock::new(state::restore(cfg, &store).expect("restore"));
+    let opts = ReplayOptions { input: input.to_path_buf(), then_serve: false, dead_letter: None, alerts: false };
+    let clock = ManualClock::new(golden_now());
+    replay_file(&opts, &engine, &store, &clock, &CancellationToken::new()).expect("replay");
+    drop(engine);
+    drop(store);
+    restore(cfg)
+}
+
+pub fn restore(cfg: &Config) -> Engine {
+    let store = RocksStore::open(&cfg.state.path).expect("open state");
+    let e = state::restore(cfg, &store).expect("restore");
+    drop(store);
+    e
+}
+
+pub fn app(engine: Engine, now: Millis, token: &str) -> axum::Router {
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(now));
+    api::router(AppState {
+        engine: Arc::new(RwLock::new(engine)),
+        clock,
+        admin_token: token.to_string(),
+        ready: Arc::new(AtomicBool::new(true)),
+        metrics: Arc::new(|e: &Engine, _| slastream::export::render(e)),
+    })
+}
+
+pub async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
+    let resp = app.clone().oneshot(req).await.expect("router answers");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+pub async fn get(app: &axum::Router, uri: &str) -> (StatusCode, serde_json::Value) {
+    let (status, body) = call(app, Request::get(uri).body(Body::empty()).expect("request")).await;
+    let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+    (status, json)
+}
+
+/// Every answer the golden and restart tests compare: compliance for each
+/// SLO in customer, segment, timezone and all scopes, month and from/to
+/// windows; breaches; the report as JSON and CSV.
+pub async fn answers(app: &axum::Router, cfg: &Config) -> Vec<(String, String)> {
+    let mut uris = Vec::new();
+    for slo in &cfg.slos {
+        let s = &slo.name;
+        for c in &cfg.customers {
+            uris.push(format!("/api/v1/compliance?slo={s}&customer={}&month=2026-11", c.id));
+        }
+        uris.push(format!("/api/v1/compliance?slo={s}&month=2026-11"));
+        uris.push(format!("/api/v1/compliance?slo={s}&from=2026-11-03T00:00:00Z&to=2026-11-10T12:30:00Z"));
+        let mut segments: Vec<&str> = cfg.customers.iter().map(|c| c.segment.as_str()).collect();
+        segments.sort();
+        segments.dedup();
+        for g in segments {
+            uris.push(format!("/api/v1/compliance?slo={s}&segment={g}&month=2026-11&tz=Europe/Berlin"));
+        }
+        uris.push(format!("/api/v1/compliance?slo={s}&timezone=Asia/Kolkata&month=2026-11"));
+        uris.push(format!("/api/v1/breaches?slo={s}"));
+    }
+    uris.push("/api/v1/report?month=2026-11".to_string());
+    uris.push("/api/v1/report?month=2026-11&format=csv".to_string());
+    let mut out = Vec::new();
+    for uri in uris {
+        let (status, body) = call(app, Request::get(&uri).body(Body::empty()).expect("request")).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        out.push((uri, body));
+    }
+    out
+}

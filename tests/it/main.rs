@@ -1,0 +1,7 @@
+//! Integration tests: one binary, real RocksDB, the real router, the real
+//! `slastream` executable where a process must die.
+
+mod api;
+mod common;
+mod golden;
+mod restart;
