@@ -303,7 +303,7 @@ fn run_cli_rejects_bad_arguments() {
 
 /// Throughput of the NDJSON path (`cargo test --release --lib generate:: -- --ignored --nocapture`).
 #[test]
-#[ignore]
+#[ignore = "a measurement, not a check: run with --ignored --nocapture"]
 fn ndjson_throughput() {
     let g = Generator::new(GenSettings::synthetic(1, 12, 50.0, start(), DAY));
     let t = std::time::Instant::now();
