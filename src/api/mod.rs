@@ -269,7 +269,7 @@ async fn list_exclusions(State(st): State<AppState>) -> Json<serde_json::Value> 
     let runtime: Vec<_> = engine
         .runtime_exclusions()
         .iter()
-        .map(|r| dto::runtime_exclusion_json(r))
+        .map(dto::runtime_exclusion_json)
         .collect();
     Json(serde_json::json!({ "exclusions": runtime, "configured": config }))
 }

@@ -14,10 +14,13 @@ const KEEP_MINUTES: i64 = 10;
 /// Latencies above this (ms) are clamped: a probe timeout, not a measurement.
 const MAX_MS: u64 = 3_600_000;
 
+/// Per-minute histograms of one (service, segment), oldest first.
+type Ring = VecDeque<(Millis, Histogram<u64>)>;
+
 #[derive(Debug, Clone, Default)]
 pub struct RecentLatency {
     /// service -> segment -> per-minute histograms, oldest first.
-    series: HashMap<Box<str>, HashMap<Arc<str>, VecDeque<(Millis, Histogram<u64>)>>>,
+    series: HashMap<Box<str>, HashMap<Arc<str>, Ring>>,
 }
 
 impl RecentLatency {

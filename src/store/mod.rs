@@ -43,11 +43,14 @@ impl Batch {
     }
 }
 
+/// Key-value pairs in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 pub trait Store: Send + Sync {
     /// Applies the batch atomically and durably (the write survives kill -9).
     fn write(&self, batch: Batch) -> Result<(), StoreError>;
     /// Every (key, value) whose key starts with `prefix`, in key order.
-    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(&self, prefix: &[u8]) -> Result<Entries, StoreError>;
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Reclaims space of deleted keys (compaction).
     fn compact(&self) -> Result<(), StoreError>;
@@ -75,7 +78,7 @@ impl Store for MemStore {
         Ok(())
     }
 
-    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
         let m = self.map.lock().unwrap_or_else(|e| e.into_inner());
         Ok(m.range(prefix.to_vec()..)
             .take_while(|(k, _)| k.starts_with(prefix))

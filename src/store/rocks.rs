@@ -43,7 +43,7 @@ impl Store for RocksStore {
         self.db.write_opt(wb, &wo).map_err(|e| self.err(e))
     }
 
-    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, prefix: &[u8]) -> Result<super::Entries, StoreError> {
         let mut out = Vec::new();
         for item in self.db.iterator(IteratorMode::From(prefix, Direction::Forward)) {
             let (k, v) = item.map_err(|e| self.err(e))?;
