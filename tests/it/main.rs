@@ -2,6 +2,7 @@
 //! `slastream` executable where a process must die.
 
 mod api;
+mod cli;
 mod common;
 mod golden;
 mod restart;
