@@ -28,7 +28,9 @@ fn bench_decode(c: &mut Criterion) {
         if let Err(e) = decode(doc.as_bytes()) {
             panic!("{name}: {e}");
         }
-        group.bench_function(name, |b| b.iter(|| decode(black_box(doc.as_bytes())).is_ok()));
+        group.bench_function(name, |b| {
+            b.iter(|| decode(black_box(doc.as_bytes())).is_ok())
+        });
     }
     group.finish();
 }

@@ -42,7 +42,11 @@ fn metrics_fn() -> MetricsFn {
 }
 
 /// Serves the API until `shutdown` is cancelled.
-pub async fn serve(cfg: &Config, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    cfg: &Config,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .with_context(|| format!("binding {}", cfg.http.listen))?;
@@ -54,7 +58,11 @@ pub async fn serve(cfg: &Config, state: AppState, shutdown: CancellationToken) -
 }
 
 /// `slastream replay`: the engine fed from an NDJSON file.
-pub async fn replay(cfg: Config, opts: ReplayOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn replay(
+    cfg: Config,
+    opts: ReplayOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let (engine, store) = open_state(&cfg)?;
     let engine = Arc::new(RwLock::new(engine));
     let clock: Arc<dyn Clock> = Arc::new(WallClock);
@@ -77,14 +85,19 @@ pub async fn replay(cfg: Config, opts: ReplayOptions, shutdown: CancellationToke
         let engine = engine.clone();
         let store = store.clone();
         let shutdown = shutdown.clone();
-        tokio::task::spawn_blocking(move || replay_file(&opts, &engine, store.as_ref(), clock.as_ref(), &shutdown))
+        tokio::task::spawn_blocking(move || {
+            replay_file(&opts, &engine, store.as_ref(), clock.as_ref(), &shutdown)
+        })
     };
     let summary = feed.await.context("replay task")??;
     eprintln!("{summary}");
     if let Some(server) = server {
         if !shutdown.is_cancelled() {
             ready.store(true, Ordering::SeqCst);
-            eprintln!("replay done; serving the API on http://{} (Ctrl-C to stop)", cfg.http.listen);
+            eprintln!(
+                "replay done; serving the API on http://{} (Ctrl-C to stop)",
+                cfg.http.listen
+            );
         }
         server.await.context("server task")??;
     }
@@ -124,7 +137,8 @@ pub fn replay_file(
     clock: &dyn Clock,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<ReplaySummary> {
-    let file = std::fs::File::open(&opts.input).with_context(|| format!("opening {}", opts.input.display()))?;
+    let file = std::fs::File::open(&opts.input)
+        .with_context(|| format!("opening {}", opts.input.display()))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut dead = match &opts.dead_letter {
         Some(p) => Some(std::io::BufWriter::new(
@@ -146,7 +160,9 @@ pub fn replay_file(
         lines.clear();
         while lines.len() < BATCH_EVENTS {
             buf.clear();
-            let n = reader.read_until(b'\n', &mut buf).context("reading input")?;
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .context("reading input")?;
             if n == 0 {
                 eof = true;
                 break;
@@ -203,7 +219,12 @@ pub fn replay_file(
     if let Some(mut w) = dead {
         w.flush().context("writing dead letters")?;
     }
-    Ok(ReplaySummary { lines: line_no, counts, elapsed: started.elapsed(), interrupted: !eof })
+    Ok(ReplaySummary {
+        lines: line_no,
+        counts,
+        elapsed: started.elapsed(),
+        interrupted: !eof,
+    })
 }
 
 fn reason_of(a: &Applied) -> String {
@@ -226,7 +247,9 @@ fn trim_line(buf: &[u8]) -> &[u8] {
 pub fn kind_hint(raw: &[u8]) -> &'static str {
     let s = String::from_utf8_lossy(&raw[..raw.len().min(4096)]);
     for kind in ["ticket", "incident", "probe"] {
-        if s.contains(&format!("\"kind\":\"{kind}\"")) || s.contains(&format!("\"kind\": \"{kind}\"")) {
+        if s.contains(&format!("\"kind\":\"{kind}\""))
+            || s.contains(&format!("\"kind\": \"{kind}\""))
+        {
             return kind;
         }
     }

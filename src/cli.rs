@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "slastream", version, about = "Streaming SLA/SLO monitoring: compliance, error budgets, breach alerts")]
+#[command(
+    name = "slastream",
+    version,
+    about = "Streaming SLA/SLO monitoring: compliance, error budgets, breach alerts"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -35,7 +35,13 @@ pub struct SimClock {
 
 impl SimClock {
     pub fn new(origin: Millis, speed: f64) -> SimClock {
-        SimClock { origin, started: Instant::now(), speed, frozen: AtomicI64::new(0), frozen_on: AtomicBool::new(false) }
+        SimClock {
+            origin,
+            started: Instant::now(),
+            speed,
+            frozen: AtomicI64::new(0),
+            frozen_on: AtomicBool::new(false),
+        }
     }
 }
 
@@ -52,7 +58,10 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
     if !(speed > 0.0 && speed.is_finite()) {
         anyhow::bail!("--speed must be a positive number, got {speed}");
     }
-    let state_dir = tempfile::Builder::new().prefix("slastream-demo-").tempdir().context("creating a state directory")?;
+    let state_dir = tempfile::Builder::new()
+        .prefix("slastream-demo-")
+        .tempdir()
+        .context("creating a state directory")?;
     cfg.state.path = state_dir.path().to_path_buf();
     let (engine, store) = open_state(&cfg)?;
     let engine = Arc::new(RwLock::new(engine));
@@ -72,7 +81,12 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
         tokio::spawn(async move { serve(&cfg, app, token).await })
     };
     // Probes dominate: about one probe per customer and service a minute.
-    let services = cfg.slos.iter().filter(|s| s.indicator.is_probe()).count().max(1) as f64;
+    let services = cfg
+        .slos
+        .iter()
+        .filter(|s| s.indicator.is_probe())
+        .count()
+        .max(1) as f64;
     let rate = (cfg.customers.len().max(12) as f64 * services / 60.0).max(0.5);
     let settings = GenSettings::from_config(&cfg, 42, 12, rate, live_from - HISTORY, 2 * HISTORY);
     let mut events = Generator::new(settings).peekable();
@@ -107,8 +121,16 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
         if !announced && events.peek().is_none_or(|e| e.at > live_from) {
             announced = true;
             ready.store(true, Ordering::SeqCst);
-            let slo = cfg.slos.first().map(|s| s.name.clone()).unwrap_or_else(|| "api-availability".into());
-            let customer = cfg.customers.first().map(|c| c.id.clone()).unwrap_or_else(|| "acme".into());
+            let slo = cfg
+                .slos
+                .first()
+                .map(|s| s.name.clone())
+                .unwrap_or_else(|| "api-availability".into());
+            let customer = cfg
+                .customers
+                .first()
+                .map(|c| c.id.clone())
+                .unwrap_or_else(|| "acme".into());
             eprintln!(
                 "\nslastream demo is live (simulated clock at {speed}x).\n\
                  Open:\n  {base}/api/v1/slos\n  {base}/metrics\n\
@@ -116,7 +138,9 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
                  curl -s '{base}/api/v1/breaches'\n  \
                  curl -s '{base}/api/v1/report?month={month}&format=csv'\n\
                  Ctrl-C stops the demo.\n",
-                month = jiff::Timestamp::from_millisecond(now).map(|t| t.strftime("%Y-%m").to_string()).unwrap_or_default()
+                month = jiff::Timestamp::from_millisecond(now)
+                    .map(|t| t.strftime("%Y-%m").to_string())
+                    .unwrap_or_default()
             );
         }
         if events.peek().is_none() {

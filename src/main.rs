@@ -76,15 +76,34 @@ fn main() -> ExitCode {
                 }
                 Err(code) => return code,
             },
-            Command::Replay { config, input, then_serve, dead_letter, alerts } => {
+            Command::Replay {
+                config,
+                input,
+                then_serve,
+                dead_letter,
+                alerts,
+            } => {
                 let cfg = match load_config(config) {
                     Ok(c) => c,
                     Err(code) => return code,
                 };
-                let opts = slastream::app::ReplayOptions { input, then_serve, dead_letter, alerts };
+                let opts = slastream::app::ReplayOptions {
+                    input,
+                    then_serve,
+                    dead_letter,
+                    alerts,
+                };
                 slastream::app::replay(cfg, opts, shutdown_on_signals()).await
             }
-            Command::Generate { config, rate, customers, seed, duration, start, kafka } => {
+            Command::Generate {
+                config,
+                rate,
+                customers,
+                seed,
+                duration,
+                start,
+                kafka,
+            } => {
                 let cfg = match config {
                     Some(p) => match load_config(Some(p)) {
                         Ok(c) => Some(c),
@@ -92,20 +111,31 @@ fn main() -> ExitCode {
                     },
                     None => None,
                 };
-                slastream::generate::run_cli(cfg, rate, customers, seed, &duration, start.as_deref(), kafka.as_deref())
+                slastream::generate::run_cli(
+                    cfg,
+                    rate,
+                    customers,
+                    seed,
+                    &duration,
+                    start.as_deref(),
+                    kafka.as_deref(),
+                )
             }
-            Command::Report { url, month, format } => slastream::report::run(&url, &month, &format).await,
+            Command::Report { url, month, format } => {
+                slastream::report::run(&url, &month, &format).await
+            }
             Command::Demo { config, speed } => {
-                let path = config.unwrap_or_else(|| slastream::app::default_config_path().to_path_buf());
+                let path =
+                    config.unwrap_or_else(|| slastream::app::default_config_path().to_path_buf());
                 let cfg = match load_config(Some(path)) {
                     Ok(c) => c,
                     Err(code) => return code,
                 };
                 slastream::demo::run(cfg, speed, shutdown_on_signals()).await
             }
-            Command::Run { .. } | Command::Rules { .. } => {
-                Err(anyhow::anyhow!("this command is not available in this build yet"))
-            }
+            Command::Run { .. } | Command::Rules { .. } => Err(anyhow::anyhow!(
+                "this command is not available in this build yet"
+            )),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -5,8 +5,19 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 
 const COLUMNS: [&str; 13] = [
-    "customer", "segment", "timezone", "slo", "objective", "unit", "total", "good", "bad", "attainment",
-    "budget_remaining", "status", "credit_percent",
+    "customer",
+    "segment",
+    "timezone",
+    "slo",
+    "objective",
+    "unit",
+    "total",
+    "good",
+    "bad",
+    "attainment",
+    "budget_remaining",
+    "status",
+    "credit_percent",
 ];
 
 pub async fn run(url: &str, month: &str, format: &str) -> anyhow::Result<()> {
@@ -58,7 +69,11 @@ pub fn table(report: &Value) -> String {
     let rows: Vec<Vec<String>> = report
         .get("rows")
         .and_then(Value::as_array)
-        .map(|rows| rows.iter().map(|r| COLUMNS.iter().map(|c| cell(r.get(*c))).collect()).collect())
+        .map(|rows| {
+            rows.iter()
+                .map(|r| COLUMNS.iter().map(|c| cell(r.get(*c))).collect())
+                .collect()
+        })
         .unwrap_or_default();
     let mut widths: Vec<usize> = COLUMNS.iter().map(|c| c.len()).collect();
     for r in &rows {

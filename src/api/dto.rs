@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 use super::ApiError;
 use crate::engine::query::{month_window, Breach, Numbers, Scope};
 use crate::engine::{Engine, RuntimeExclusion};
-use crate::model::slo::{ClockKind, Exclusion, Indicator, SloDef, SloWindow, Targets, PRIORITIES, SEVERITIES};
+use crate::model::slo::{
+    ClockKind, Exclusion, Indicator, SloDef, SloWindow, Targets, PRIORITIES, SEVERITIES,
+};
 use crate::model::time::{format_duration, format_rfc3339, parse_rfc3339, Millis, MINUTE};
 
 /// A JSON number: an integer when `x` is whole, else a float.
@@ -24,7 +26,11 @@ fn opt_num(x: Option<f64>) -> Value {
 }
 
 fn targets_json(indicator: Indicator, t: &Targets) -> Value {
-    let names = if indicator.is_ticket() { PRIORITIES } else { SEVERITIES };
+    let names = if indicator.is_ticket() {
+        PRIORITIES
+    } else {
+        SEVERITIES
+    };
     let mut m = serde_json::Map::new();
     for (i, v) in t.iter().enumerate() {
         if let Some(ms) = v {
@@ -50,23 +56,43 @@ pub fn slo_json(s: &SloDef) -> Value {
         o.insert("threshold_ms".into(), num(t));
     }
     if s.indicator.is_ticket() || s.indicator.is_incident_clock() {
-        o.insert("clock".into(), json!(match s.clock { ClockKind::Business => "business", ClockKind::AllDay => "24x7" }));
+        o.insert(
+            "clock".into(),
+            json!(match s.clock {
+                ClockKind::Business => "business",
+                ClockKind::AllDay => "24x7",
+            }),
+        );
         o.insert("targets".into(), targets_json(s.indicator, &s.targets));
-        let seg: serde_json::Map<String, Value> =
-            s.segment_targets.iter().map(|(k, t)| (k.clone(), targets_json(s.indicator, t))).collect();
+        let seg: serde_json::Map<String, Value> = s
+            .segment_targets
+            .iter()
+            .map(|(k, t)| (k.clone(), targets_json(s.indicator, t)))
+            .collect();
         o.insert("segment_targets".into(), Value::Object(seg));
     }
     if s.indicator.is_ticket() {
         o.insert("pausable".into(), json!(s.pausable));
     }
     if s.indicator == Indicator::IncidentAvailability {
-        let sev: Vec<&str> = s.severities.iter().map(|l| SEVERITIES[*l as usize]).collect();
+        let sev: Vec<&str> = s
+            .severities
+            .iter()
+            .map(|l| SEVERITIES[*l as usize])
+            .collect();
         o.insert("severities".into(), json!(sev));
     }
     v
 }
 
-pub fn compliance_json(engine: &Engine, slo: usize, scope: &Scope, from: Millis, to: Millis, n: &Numbers) -> Value {
+pub fn compliance_json(
+    engine: &Engine,
+    slo: usize,
+    scope: &Scope,
+    from: Millis,
+    to: Millis,
+    n: &Numbers,
+) -> Value {
     let def = engine.slo(slo);
     let scope_json = match scope {
         Scope::Customer(c) => {
@@ -149,7 +175,9 @@ pub fn report_rows(engine: &Engine, year: i16, month: i8, now: Millis) -> Vec<Re
     let mut customers: Vec<_> = engine.customers().iter().collect();
     customers.sort_by(|a, b| a.1.id.cmp(&b.1.id));
     for (idx, c) in customers {
-        let Some((from, to)) = month_window(year, month, &c.zone) else { continue };
+        let Some((from, to)) = month_window(year, month, &c.zone) else {
+            continue;
+        };
         for (s, def) in engine.settings().slos.iter().enumerate() {
             let n = engine.numbers(s, &Scope::Customer(idx), from, to, now);
             rows.push(ReportRow {
@@ -189,8 +217,19 @@ fn csv_value(v: &Value) -> String {
 }
 
 pub const REPORT_COLUMNS: [&str; 13] = [
-    "customer", "segment", "timezone", "slo", "objective", "unit", "total", "good", "bad", "attainment",
-    "budget_remaining", "status", "credit_percent",
+    "customer",
+    "segment",
+    "timezone",
+    "slo",
+    "objective",
+    "unit",
+    "total",
+    "good",
+    "bad",
+    "attainment",
+    "budget_remaining",
+    "status",
+    "credit_percent",
 ];
 
 pub fn report_csv(rows: &[ReportRow]) -> String {
@@ -259,25 +298,36 @@ impl ExclusionRequest {
     /// that they apply exactly to minute buckets.
     pub fn validate(self, engine: &Engine) -> Result<(Exclusion, String), ApiError> {
         let instant = |key: &str, v: &str| -> Result<Millis, ApiError> {
-            let t = parse_rfc3339(v)
-                .ok_or_else(|| ApiError::BadRequest(format!("field \"{key}\" must be an RFC 3339 timestamp, got \"{v}\"")))?;
+            let t = parse_rfc3339(v).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "field \"{key}\" must be an RFC 3339 timestamp, got \"{v}\""
+                ))
+            })?;
             if t.rem_euclid(MINUTE) != 0 {
-                return Err(ApiError::BadRequest(format!("field \"{key}\" must be a whole minute, got \"{v}\"")));
+                return Err(ApiError::BadRequest(format!(
+                    "field \"{key}\" must be a whole minute, got \"{v}\""
+                )));
             }
             Ok(t)
         };
         let from = instant("from", &self.from)?;
         let to = instant("to", &self.to)?;
         if from >= to {
-            return Err(ApiError::BadRequest("field \"to\" must be after \"from\"".into()));
+            return Err(ApiError::BadRequest(
+                "field \"to\" must be after \"from\"".into(),
+            ));
         }
         if self.author.trim().is_empty() {
-            return Err(ApiError::BadRequest("field \"author\" must not be empty".into()));
+            return Err(ApiError::BadRequest(
+                "field \"author\" must not be empty".into(),
+            ));
         }
         if let Some(slos) = &self.slos {
             for s in slos {
                 if engine.slo_index(s).is_none() {
-                    return Err(ApiError::BadRequest(format!("field \"slos\": unknown SLO \"{s}\"")));
+                    return Err(ApiError::BadRequest(format!(
+                        "field \"slos\": unknown SLO \"{s}\""
+                    )));
                 }
             }
         }

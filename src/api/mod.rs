@@ -41,14 +41,20 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/slos", get(slos))
         .route("/api/v1/compliance", get(compliance))
         .route("/api/v1/breaches", get(breaches))
         .route("/api/v1/report", get(report))
-        .route("/api/v1/exclusions", get(list_exclusions).post(add_exclusion))
+        .route(
+            "/api/v1/exclusions",
+            get(list_exclusions).post(add_exclusion),
+        )
         .route("/api/v1/exclusions/{id}", delete(delete_exclusion))
         .route("/api/v1/audit", get(audit))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
@@ -75,7 +81,14 @@ async fn readyz(State(st): State<AppState>) -> Response {
 async fn metrics(State(st): State<AppState>) -> Response {
     let now = st.clock.now();
     let text = (st.metrics)(&read(&st), now);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn slos(State(st): State<AppState>) -> Json<serde_json::Value> {
@@ -93,7 +106,11 @@ fn known_params(p: &HashMap<String, String>, allowed: &[&str]) -> Result<(), Api
     Ok(())
 }
 
-fn slo_param(engine: &Engine, p: &HashMap<String, String>, required: bool) -> Result<Option<usize>, ApiError> {
+fn slo_param(
+    engine: &Engine,
+    p: &HashMap<String, String>,
+    required: bool,
+) -> Result<Option<usize>, ApiError> {
     match p.get("slo") {
         None if required => Err(ApiError::BadRequest("parameter \"slo\" is required".into())),
         None => Ok(None),
@@ -104,21 +121,29 @@ fn slo_param(engine: &Engine, p: &HashMap<String, String>, required: bool) -> Re
     }
 }
 
-fn zone_param(p: &HashMap<String, String>, key: &str) -> Result<Option<jiff::tz::TimeZone>, ApiError> {
+fn zone_param(
+    p: &HashMap<String, String>,
+    key: &str,
+) -> Result<Option<jiff::tz::TimeZone>, ApiError> {
     match p.get(key) {
         None => Ok(None),
-        Some(z) => jiff::tz::TimeZone::get(z)
-            .map(Some)
-            .map_err(|_| ApiError::BadRequest(format!("parameter \"{key}\": unknown time zone \"{z}\""))),
+        Some(z) => jiff::tz::TimeZone::get(z).map(Some).map_err(|_| {
+            ApiError::BadRequest(format!("parameter \"{key}\": unknown time zone \"{z}\""))
+        }),
     }
 }
 
 fn minute_param(p: &HashMap<String, String>, key: &str) -> Result<Option<Millis>, ApiError> {
     let Some(v) = p.get(key) else { return Ok(None) };
-    let t = parse_rfc3339(v)
-        .ok_or_else(|| ApiError::BadRequest(format!("parameter \"{key}\" must be an RFC 3339 timestamp, got \"{v}\"")))?;
+    let t = parse_rfc3339(v).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "parameter \"{key}\" must be an RFC 3339 timestamp, got \"{v}\""
+        ))
+    })?;
     if t.rem_euclid(MINUTE) != 0 {
-        return Err(ApiError::BadRequest(format!("parameter \"{key}\" must be a whole minute, got \"{v}\"")));
+        return Err(ApiError::BadRequest(format!(
+            "parameter \"{key}\" must be a whole minute, got \"{v}\""
+        )));
     }
     Ok(Some(t))
 }
@@ -126,14 +151,22 @@ fn minute_param(p: &HashMap<String, String>, key: &str) -> Result<Option<Millis>
 fn month_param(p: &HashMap<String, String>) -> Result<Option<(i16, i8)>, ApiError> {
     match p.get("month") {
         None => Ok(None),
-        Some(m) => parse_month(m)
-            .map(Some)
-            .ok_or_else(|| ApiError::BadRequest(format!("parameter \"month\" must be YYYY-MM, got \"{m}\""))),
+        Some(m) => parse_month(m).map(Some).ok_or_else(|| {
+            ApiError::BadRequest(format!("parameter \"month\" must be YYYY-MM, got \"{m}\""))
+        }),
     }
 }
 
-async fn compliance(State(st): State<AppState>, Query(p): Params) -> Result<Json<serde_json::Value>, ApiError> {
-    known_params(&p, &["slo", "customer", "segment", "timezone", "from", "to", "month", "tz"])?;
+async fn compliance(
+    State(st): State<AppState>,
+    Query(p): Params,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    known_params(
+        &p,
+        &[
+            "slo", "customer", "segment", "timezone", "from", "to", "month", "tz",
+        ],
+    )?;
     let now = st.clock.now();
     let engine = read(&st);
     let slo = slo_param(&engine, &p, true)?.unwrap_or_default();
@@ -143,7 +176,9 @@ async fn compliance(State(st): State<AppState>, Query(p): Params) -> Result<Json
         Some(c) => {
             for k in ["segment", "timezone"] {
                 if p.contains_key(k) {
-                    return Err(ApiError::BadRequest(format!("parameter \"{k}\" cannot be combined with \"customer\"")));
+                    return Err(ApiError::BadRequest(format!(
+                        "parameter \"{k}\" cannot be combined with \"customer\""
+                    )));
                 }
             }
             let idx = engine
@@ -152,7 +187,10 @@ async fn compliance(State(st): State<AppState>, Query(p): Params) -> Result<Json
                 .ok_or_else(|| ApiError::NotFound(format!("unknown customer \"{c}\"")))?;
             Scope::Customer(idx)
         }
-        None => Scope::Filter { segment: p.get("segment").cloned(), timezone: p.get("timezone").cloned() },
+        None => Scope::Filter {
+            segment: p.get("segment").cloned(),
+            timezone: p.get("timezone").cloned(),
+        },
     };
     // Month and own-window queries need a zone: the customer's, else tz, else
     // the timezone filter, else UTC.
@@ -165,25 +203,42 @@ async fn compliance(State(st): State<AppState>, Query(p): Params) -> Result<Json
     let month = month_param(&p)?;
     let (from, to) = match (month, from, to) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-            return Err(ApiError::BadRequest("parameter \"month\" cannot be combined with \"from\"/\"to\"".into()))
+            return Err(ApiError::BadRequest(
+                "parameter \"month\" cannot be combined with \"from\"/\"to\"".into(),
+            ))
         }
         (Some((y, m)), None, None) => month_window(y, m, &zone)
             .ok_or_else(|| ApiError::BadRequest("parameter \"month\" is out of range".into()))?,
         (None, Some(f), Some(t)) => {
             if f >= t {
-                return Err(ApiError::BadRequest("parameter \"to\" must be after \"from\"".into()));
+                return Err(ApiError::BadRequest(
+                    "parameter \"to\" must be after \"from\"".into(),
+                ));
             }
             (f, t)
         }
-        (None, Some(_), None) => return Err(ApiError::BadRequest("parameter \"to\" is required with \"from\"".into())),
-        (None, None, Some(_)) => return Err(ApiError::BadRequest("parameter \"from\" is required with \"to\"".into())),
+        (None, Some(_), None) => {
+            return Err(ApiError::BadRequest(
+                "parameter \"to\" is required with \"from\"".into(),
+            ))
+        }
+        (None, None, Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "parameter \"from\" is required with \"to\"".into(),
+            ))
+        }
         (None, None, None) => engine.own_window(slo, &zone, now),
     };
     let numbers = engine.numbers(slo, &scope, from, to, now);
-    Ok(Json(dto::compliance_json(&engine, slo, &scope, from, to, &numbers)))
+    Ok(Json(dto::compliance_json(
+        &engine, slo, &scope, from, to, &numbers,
+    )))
 }
 
-async fn breaches(State(st): State<AppState>, Query(p): Params) -> Result<Json<serde_json::Value>, ApiError> {
+async fn breaches(
+    State(st): State<AppState>,
+    Query(p): Params,
+) -> Result<Json<serde_json::Value>, ApiError> {
     known_params(&p, &["slo", "customer", "from", "to"])?;
     let now = st.clock.now();
     let engine = read(&st);
@@ -200,9 +255,11 @@ async fn breaches(State(st): State<AppState>, Query(p): Params) -> Result<Json<s
     let instant = |key: &str| -> Result<Option<Millis>, ApiError> {
         match p.get(key) {
             None => Ok(None),
-            Some(v) => parse_rfc3339(v)
-                .map(Some)
-                .ok_or_else(|| ApiError::BadRequest(format!("parameter \"{key}\" must be an RFC 3339 timestamp, got \"{v}\""))),
+            Some(v) => parse_rfc3339(v).map(Some).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "parameter \"{key}\" must be an RFC 3339 timestamp, got \"{v}\""
+                ))
+            }),
         }
     };
     let from = instant("from")?;
@@ -221,18 +278,24 @@ async fn report(State(st): State<AppState>, Query(p): Params) -> Result<Response
     let now = st.clock.now();
     let engine = read(&st);
     let Some((y, m)) = month_param(&p)? else {
-        return Err(ApiError::BadRequest("parameter \"month\" is required".into()));
+        return Err(ApiError::BadRequest(
+            "parameter \"month\" is required".into(),
+        ));
     };
     let rows = dto::report_rows(&engine, y, m, now);
     let month = format!("{y:04}-{m:02}");
     match p.get("format").map(String::as_str) {
-        None | Some("json") => Ok(Json(serde_json::json!({"month": month, "rows": rows})).into_response()),
+        None | Some("json") => {
+            Ok(Json(serde_json::json!({"month": month, "rows": rows})).into_response())
+        }
         Some("csv") => Ok((
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             dto::report_csv(&rows),
         )
             .into_response()),
-        Some(other) => Err(ApiError::BadRequest(format!("parameter \"format\" must be json or csv, got \"{other}\""))),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "parameter \"format\" must be json or csv, got \"{other}\""
+        ))),
     }
 }
 
@@ -265,7 +328,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn list_exclusions(State(st): State<AppState>) -> Json<serde_json::Value> {
     let engine = read(&st);
-    let config: Vec<_> = engine.settings().exclusions.iter().map(|x| dto::exclusion_json(None, x)).collect();
+    let config: Vec<_> = engine
+        .settings()
+        .exclusions
+        .iter()
+        .map(|x| dto::exclusion_json(None, x))
+        .collect();
     let runtime: Vec<_> = engine
         .runtime_exclusions()
         .iter()
@@ -274,9 +342,15 @@ async fn list_exclusions(State(st): State<AppState>) -> Json<serde_json::Value> 
     Json(serde_json::json!({ "exclusions": runtime, "configured": config }))
 }
 
-async fn add_exclusion(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn add_exclusion(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     authorize(&st, &headers)?;
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| ApiError::TooLarge)?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::TooLarge)?;
     let req: dto::ExclusionRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("invalid exclusion body: {e}")))?;
     let now = st.clock.now();
@@ -293,10 +367,13 @@ async fn delete_exclusion(
     Query(p): Params,
 ) -> Result<Response, ApiError> {
     authorize(&st, &headers)?;
-    let id: u64 = id
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("exclusion id must be a number, got \"{id}\"")))?;
-    let who = p.get("author").cloned().unwrap_or_else(|| "admin".to_string());
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::BadRequest(format!("exclusion id must be a number, got \"{id}\""))
+    })?;
+    let who = p
+        .get("author")
+        .cloned()
+        .unwrap_or_else(|| "admin".to_string());
     let now = st.clock.now();
     let mut engine = st.engine.write().unwrap_or_else(|e| e.into_inner());
     let r = engine

@@ -79,7 +79,13 @@ impl Series {
     }
 
     pub fn sub(&mut self, at: Millis, delta: Counts) {
-        self.add(at, Counts { good: -delta.good, bad: -delta.bad });
+        self.add(
+            at,
+            Counts {
+                good: -delta.good,
+                bad: -delta.bad,
+            },
+        );
     }
 
     /// Sum of the buckets whose start lies in [from, to).
@@ -109,7 +115,12 @@ impl Series {
     /// Folds minute buckets in [since, fine_before) into quarter-hour buckets
     /// and drops buckets older than `drop_before`. Returns every key whose
     /// value changed or vanished, for the store.
-    pub fn compact(&mut self, since: Millis, fine_before: Millis, drop_before: Millis) -> Vec<Millis> {
+    pub fn compact(
+        &mut self,
+        since: Millis,
+        fine_before: Millis,
+        drop_before: Millis,
+    ) -> Vec<Millis> {
         let mut touched: Vec<Millis> = self.buckets.range(..drop_before).map(|(k, _)| *k).collect();
         for k in &touched {
             self.buckets.remove(k);
@@ -163,7 +174,10 @@ mod tests {
         }
         s.compact(Millis::MIN, 45 * MINUTE, 0);
         assert_eq!(s.sum(0, 15 * MINUTE), Counts { good: 5, bad: 10 });
-        assert_eq!(s.sum(15 * MINUTE, 45 * MINUTE), Counts { good: 10, bad: 20 });
+        assert_eq!(
+            s.sum(15 * MINUTE, 45 * MINUTE),
+            Counts { good: 10, bad: 20 }
+        );
         assert_eq!(s.sum(45 * MINUTE, 46 * MINUTE), Counts { good: 1, bad: 0 });
         assert_eq!(s.len(), 3 + 15);
         s.compact(Millis::MIN, 45 * MINUTE, 15 * MINUTE);

@@ -80,7 +80,9 @@ pub struct TicketTimeline {
 /// Derives a ticket's clocks from its events sorted by `TicketEv::sort_key`.
 /// `None` when the ticket has no `opened` or was canceled (it leaves every SLA).
 pub fn ticket_timeline(events: &[TicketEv]) -> Option<TicketTimeline> {
-    let first = events.iter().position(|e| e.action == TicketAction::Opened)?;
+    let first = events
+        .iter()
+        .position(|e| e.action == TicketAction::Opened)?;
     let open = &events[first];
     let opened = open.at;
     let mut priority = open.priority?;
@@ -144,8 +146,18 @@ pub fn ticket_timeline(events: &[TicketEv]) -> Option<TicketTimeline> {
         pauses.insert((p, OPEN_END));
     }
     let response = match response {
-        Some((at, level)) => ClockRun { start: opened, running: SpanSet::from_spans([(opened, at)]), stop: Some(at), level },
-        None => ClockRun { start: opened, running: SpanSet::from_spans([(opened, OPEN_END)]), stop: None, level: priority },
+        Some((at, level)) => ClockRun {
+            start: opened,
+            running: SpanSet::from_spans([(opened, at)]),
+            stop: Some(at),
+            level,
+        },
+        None => ClockRun {
+            start: opened,
+            running: SpanSet::from_spans([(opened, OPEN_END)]),
+            stop: None,
+            level: priority,
+        },
     };
     let resolution = ClockRun {
         start: opened,
@@ -188,7 +200,9 @@ pub struct OpenPiece {
 
 /// Derives an incident's clocks from its events sorted by `IncidentEv::sort_key`.
 pub fn incident_timeline(events: &[IncidentEv]) -> Option<IncidentTimeline> {
-    let first = events.iter().position(|e| e.action == IncidentAction::Opened)?;
+    let first = events
+        .iter()
+        .position(|e| e.action == IncidentAction::Opened)?;
     let open = &events[first];
     let opened = open.at;
     let mut severity = open.severity?;
@@ -210,7 +224,11 @@ pub fn incident_timeline(events: &[IncidentEv]) -> Option<IncidentTimeline> {
         let changes = e.severity.is_some_and(|s| s != severity)
             || e.customer_ids.as_ref().is_some_and(|c| *c != listed);
         if changes && closed.is_none() && e.at > piece_start {
-            pieces.push(OpenPiece { span: (piece_start, e.at), severity, customers: listed.clone() });
+            pieces.push(OpenPiece {
+                span: (piece_start, e.at),
+                severity,
+                customers: listed.clone(),
+            });
             piece_start = e.at;
         }
         if let Some(s) = e.severity {
@@ -238,7 +256,11 @@ pub fn incident_timeline(events: &[IncidentEv]) -> Option<IncidentTimeline> {
                 if closed.is_none() {
                     closed = Some(e.at);
                     if e.at > piece_start {
-                        pieces.push(OpenPiece { span: (piece_start, e.at), severity, customers: listed.clone() });
+                        pieces.push(OpenPiece {
+                            span: (piece_start, e.at),
+                            severity,
+                            customers: listed.clone(),
+                        });
                     }
                 }
                 if e.action == IncidentAction::Resolved && resolved.is_none() {
@@ -248,11 +270,25 @@ pub fn incident_timeline(events: &[IncidentEv]) -> Option<IncidentTimeline> {
         }
     }
     if closed.is_none() {
-        pieces.push(OpenPiece { span: (piece_start, OPEN_END), severity, customers: listed.clone() });
+        pieces.push(OpenPiece {
+            span: (piece_start, OPEN_END),
+            severity,
+            customers: listed.clone(),
+        });
     }
     let clock = |stop: Option<(Millis, Level)>| match stop {
-        Some((at, level)) => ClockRun { start: opened, running: SpanSet::from_spans([(opened, at)]), stop: Some(at), level },
-        None => ClockRun { start: opened, running: SpanSet::from_spans([(opened, OPEN_END)]), stop: None, level: severity },
+        Some((at, level)) => ClockRun {
+            start: opened,
+            running: SpanSet::from_spans([(opened, at)]),
+            stop: Some(at),
+            level,
+        },
+        None => ClockRun {
+            start: opened,
+            running: SpanSet::from_spans([(opened, OPEN_END)]),
+            stop: None,
+            level: severity,
+        },
     };
     Some(IncidentTimeline {
         opened,
@@ -269,7 +305,11 @@ pub fn incident_timeline(events: &[IncidentEv]) -> Option<IncidentTimeline> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Stopped: counted at the stop instant.
-    Stopped { at: Millis, good: bool, breach_at: Option<Millis> },
+    Stopped {
+        at: Millis,
+        good: bool,
+        breach_at: Option<Millis>,
+    },
     /// Running: counted bad at `breach_at` once now has passed it.
     Running { breach_at: Option<Millis> },
 }
@@ -284,24 +324,47 @@ pub fn counted_spans<'a>(
 ) -> impl Iterator<Item = Span> + 'a {
     let base = run.subtract(removed).clip(Millis::MIN / 4, until);
     let spans: Vec<Span> = base.spans().to_vec();
-    spans.into_iter().flat_map(move |(s, e)| calendar.spans(s, e))
+    spans
+        .into_iter()
+        .flat_map(move |(s, e)| calendar.spans(s, e))
 }
 
 /// Elapsed counted time of a clock at instant `t` ([start, min(t, stop))).
-pub fn elapsed_at(run: &ClockRun, removed: &SpanSet, calendar: &BusinessCalendar, t: Millis) -> Millis {
+pub fn elapsed_at(
+    run: &ClockRun,
+    removed: &SpanSet,
+    calendar: &BusinessCalendar,
+    t: Millis,
+) -> Millis {
     let until = t.min(run.stop.unwrap_or(OPEN_END));
-    counted_spans(&run.running, removed, calendar, until).map(|(s, e)| e - s).sum()
+    counted_spans(&run.running, removed, calendar, until)
+        .map(|(s, e)| e - s)
+        .sum()
 }
 
 /// Evaluates a clock against `target`.
-pub fn evaluate(run: &ClockRun, removed: &SpanSet, calendar: &BusinessCalendar, target: Millis) -> Outcome {
-    let horizon = run.stop.unwrap_or_else(|| run.start.saturating_add(BREACH_HORIZON));
-    let breach_at = instant_exceeding(counted_spans(&run.running, removed, calendar, horizon), target);
+pub fn evaluate(
+    run: &ClockRun,
+    removed: &SpanSet,
+    calendar: &BusinessCalendar,
+    target: Millis,
+) -> Outcome {
+    let horizon = run
+        .stop
+        .unwrap_or_else(|| run.start.saturating_add(BREACH_HORIZON));
+    let breach_at = instant_exceeding(
+        counted_spans(&run.running, removed, calendar, horizon),
+        target,
+    );
     match run.stop {
         Some(stop) => {
             // elapsed(stop) > target  <=>  the breach instant lies before the stop.
             let good = breach_at.is_none_or(|b| b >= stop);
-            Outcome::Stopped { at: stop, good, breach_at: if good { None } else { breach_at } }
+            Outcome::Stopped {
+                at: stop,
+                good,
+                breach_at: if good { None } else { breach_at },
+            }
         }
         None => Outcome::Running { breach_at },
     }
@@ -339,7 +402,12 @@ mod tests {
         for d in week.iter_mut().take(5) {
             d.push((9 * 60, 17 * 60));
         }
-        let def = CalendarDef { name: "b".into(), timezone: None, week, holidays: Default::default() };
+        let def = CalendarDef {
+            name: "b".into(),
+            timezone: None,
+            week,
+            holidays: Default::default(),
+        };
         BusinessCalendar::new(&def, jiff::tz::TimeZone::get(zone).expect("zone"))
     }
 
@@ -348,10 +416,20 @@ mod tests {
         // Opened Friday 2026-11-06 16:00 Berlin (15:00Z), P1 target 1h: the hour
         // is used up exactly at 17:00 local, so the breach instant is Monday 09:00.
         let cal = nine_to_five("Europe/Berlin");
-        let events = sorted(vec![ev("2026-11-06T15:00:00Z", TicketAction::Opened, "a", Some(0))]);
+        let events = sorted(vec![ev(
+            "2026-11-06T15:00:00Z",
+            TicketAction::Opened,
+            "a",
+            Some(0),
+        )]);
         let tl = ticket_timeline(&events).expect("opened");
         let out = evaluate(&tl.response, &SpanSet::new(), &cal, HOUR);
-        assert_eq!(out, Outcome::Running { breach_at: Some(t("2026-11-09T08:00:00Z")) });
+        assert_eq!(
+            out,
+            Outcome::Running {
+                breach_at: Some(t("2026-11-09T08:00:00Z"))
+            }
+        );
         // A response at 18:00 local the same day is on time.
         let events = sorted(vec![
             ev("2026-11-06T15:00:00Z", TicketAction::Opened, "a", Some(0)),
@@ -359,7 +437,14 @@ mod tests {
         ]);
         let tl = ticket_timeline(&events).expect("opened");
         let out = evaluate(&tl.response, &SpanSet::new(), &cal, HOUR);
-        assert_eq!(out, Outcome::Stopped { at: t("2026-11-06T17:00:00Z"), good: true, breach_at: None });
+        assert_eq!(
+            out,
+            Outcome::Stopped {
+                at: t("2026-11-06T17:00:00Z"),
+                good: true,
+                breach_at: None
+            }
+        );
     }
 
     #[test]
@@ -372,15 +457,26 @@ mod tests {
             ev("2026-11-03T13:30:00Z", TicketAction::Resolved, "4", None),
         ]);
         let tl = ticket_timeline(&events).expect("opened");
-        assert_eq!(elapsed_at(&tl.resolution, &SpanSet::new(), &cal, OPEN_END), 210 * MINUTE);
+        assert_eq!(
+            elapsed_at(&tl.resolution, &SpanSet::new(), &cal, OPEN_END),
+            210 * MINUTE
+        );
         assert_eq!(
             evaluate(&tl.resolution, &SpanSet::new(), &cal, 4 * HOUR),
-            Outcome::Stopped { at: t("2026-11-03T13:30:00Z"), good: true, breach_at: None }
+            Outcome::Stopped {
+                at: t("2026-11-03T13:30:00Z"),
+                good: true,
+                breach_at: None
+            }
         );
         // 3h target: exceeded one hour after the reopen.
         assert_eq!(
             evaluate(&tl.resolution, &SpanSet::new(), &cal, 3 * HOUR),
-            Outcome::Stopped { at: t("2026-11-03T13:30:00Z"), good: false, breach_at: Some(t("2026-11-03T13:00:00Z")) }
+            Outcome::Stopped {
+                at: t("2026-11-03T13:30:00Z"),
+                good: false,
+                breach_at: Some(t("2026-11-03T13:00:00Z"))
+            }
         );
         // Response clock stopped at the first resolve (no response).
         assert_eq!(tl.response.stop, Some(t("2026-11-02T12:00:00Z")));
@@ -390,13 +486,29 @@ mod tests {
     fn priority_change_applies_at_stop_and_not_after() {
         let events = sorted(vec![
             ev("2026-11-02T10:00:00Z", TicketAction::Opened, "1", Some(2)),
-            ev("2026-11-02T12:00:00Z", TicketAction::PriorityChanged, "2", Some(0)),
+            ev(
+                "2026-11-02T12:00:00Z",
+                TicketAction::PriorityChanged,
+                "2",
+                Some(0),
+            ),
             ev("2026-11-02T13:00:00Z", TicketAction::Responded, "3", None),
-            ev("2026-11-02T14:00:00Z", TicketAction::PriorityChanged, "4", Some(3)),
+            ev(
+                "2026-11-02T14:00:00Z",
+                TicketAction::PriorityChanged,
+                "4",
+                Some(3),
+            ),
         ]);
         let tl = ticket_timeline(&events).expect("opened");
-        assert_eq!(tl.response.level, 0, "P1 in force when the response clock stopped");
-        assert_eq!(tl.resolution.level, 3, "resolution clock still running: current priority");
+        assert_eq!(
+            tl.response.level, 0,
+            "P1 in force when the response clock stopped"
+        );
+        assert_eq!(
+            tl.resolution.level, 3,
+            "resolution clock still running: current priority"
+        );
     }
 
     #[test]
@@ -407,9 +519,17 @@ mod tests {
             ev("2026-11-02T15:00:00Z", TicketAction::Resolved, "3", None),
         ]);
         let tl = ticket_timeline(&events).expect("opened");
-        assert_eq!(tl.pauses.spans(), &[(t("2026-11-02T11:00:00Z"), t("2026-11-02T15:00:00Z"))]);
+        assert_eq!(
+            tl.pauses.spans(),
+            &[(t("2026-11-02T11:00:00Z"), t("2026-11-02T15:00:00Z"))]
+        );
         let mut with_cancel = events.clone();
-        with_cancel.push(ev("2026-11-03T10:00:00Z", TicketAction::Canceled, "4", None));
+        with_cancel.push(ev(
+            "2026-11-03T10:00:00Z",
+            TicketAction::Canceled,
+            "4",
+            None,
+        ));
         assert!(ticket_timeline(&sorted(with_cancel)).is_none());
     }
 
@@ -423,7 +543,13 @@ mod tests {
         assert_eq!(tl.response.stop, None);
     }
 
-    fn iev(at: &str, action: IncidentAction, id: &str, sev: Option<Level>, customers: Option<&[&str]>) -> IncidentEv {
+    fn iev(
+        at: &str,
+        action: IncidentAction,
+        id: &str,
+        sev: Option<Level>,
+        customers: Option<&[&str]>,
+    ) -> IncidentEv {
         IncidentEv {
             at: t(at),
             action,
@@ -438,10 +564,34 @@ mod tests {
     #[test]
     fn incident_pieces_follow_severity_and_customer_changes() {
         let events = vec![
-            iev("2026-11-02T10:00:00Z", IncidentAction::Opened, "1", Some(2), Some(&["a"])),
-            iev("2026-11-02T10:10:00Z", IncidentAction::Acknowledged, "2", Some(0), Some(&["a", "b"])),
-            iev("2026-11-02T11:00:00Z", IncidentAction::Mitigated, "3", None, None),
-            iev("2026-11-02T12:00:00Z", IncidentAction::Resolved, "4", None, Some(&["c"])),
+            iev(
+                "2026-11-02T10:00:00Z",
+                IncidentAction::Opened,
+                "1",
+                Some(2),
+                Some(&["a"]),
+            ),
+            iev(
+                "2026-11-02T10:10:00Z",
+                IncidentAction::Acknowledged,
+                "2",
+                Some(0),
+                Some(&["a", "b"]),
+            ),
+            iev(
+                "2026-11-02T11:00:00Z",
+                IncidentAction::Mitigated,
+                "3",
+                None,
+                None,
+            ),
+            iev(
+                "2026-11-02T12:00:00Z",
+                IncidentAction::Resolved,
+                "4",
+                None,
+                Some(&["c"]),
+            ),
         ];
         let tl = incident_timeline(&events).expect("opened");
         assert_eq!(tl.customers, vec!["a", "b", "c"]);
@@ -449,9 +599,15 @@ mod tests {
         assert_eq!(tl.ack.level, 0, "severity carried by the ack applies to it");
         assert_eq!(tl.resolution.stop, Some(t("2026-11-02T12:00:00Z")));
         assert_eq!(tl.open_pieces.len(), 2);
-        assert_eq!(tl.open_pieces[0].span, (t("2026-11-02T10:00:00Z"), t("2026-11-02T10:10:00Z")));
+        assert_eq!(
+            tl.open_pieces[0].span,
+            (t("2026-11-02T10:00:00Z"), t("2026-11-02T10:10:00Z"))
+        );
         assert_eq!(tl.open_pieces[0].severity, 2);
-        assert_eq!(tl.open_pieces[1].span, (t("2026-11-02T10:10:00Z"), t("2026-11-02T11:00:00Z")));
+        assert_eq!(
+            tl.open_pieces[1].span,
+            (t("2026-11-02T10:10:00Z"), t("2026-11-02T11:00:00Z"))
+        );
         assert_eq!(tl.open_pieces[1].customers, vec!["a", "b"]);
     }
 }

@@ -68,7 +68,10 @@ pub enum Named {
     New(CustomerIdx),
     /// Seen before, but this event precedes its origin: segment/zone moved
     /// from the old group to the customer's new group.
-    Moved { idx: CustomerIdx, from_group: GroupIdx },
+    Moved {
+        idx: CustomerIdx,
+        from_group: GroupIdx,
+    },
 }
 
 impl Named {
@@ -102,7 +105,10 @@ impl Customers {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (CustomerIdx, &Customer)> {
-        self.list.iter().enumerate().map(|(i, c)| (i as CustomerIdx, c))
+        self.list
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i as CustomerIdx, c))
     }
 
     pub fn groups(&self) -> &[Group] {
@@ -119,15 +125,28 @@ impl Customers {
             return *g;
         }
         let g = self.groups.len() as GroupIdx;
-        self.groups.push(Group { segment: segment.clone(), timezone: timezone.clone() });
+        self.groups.push(Group {
+            segment: segment.clone(),
+            timezone: timezone.clone(),
+        });
         self.group_by_key.insert(key, g);
         g
     }
 
     /// Adds a registry customer. `calendar` is its calendar definition.
-    pub fn register(&mut self, id: &str, segment: &str, timezone: &str, calendar: &CalendarDef) -> CustomerIdx {
+    pub fn register(
+        &mut self,
+        id: &str,
+        segment: &str,
+        timezone: &str,
+        calendar: &CalendarDef,
+    ) -> CustomerIdx {
         let zone = zone_of(timezone);
-        let cal_zone = calendar.timezone.as_deref().map(zone_of).unwrap_or_else(|| zone.clone());
+        let cal_zone = calendar
+            .timezone
+            .as_deref()
+            .map(zone_of)
+            .unwrap_or_else(|| zone.clone());
         let cal = if calendar.name == "24x7" {
             BusinessCalendar::always()
         } else {
@@ -150,14 +169,28 @@ impl Customers {
         let timezone: Arc<str> = Arc::from(timezone);
         let group = self.intern_group(&segment, &timezone);
         let idx = self.list.len() as CustomerIdx;
-        self.list.push(Customer { id: id.clone(), segment, timezone, zone, calendar, group, origin });
+        self.list.push(Customer {
+            id: id.clone(),
+            segment,
+            timezone,
+            zone,
+            calendar,
+            group,
+            origin,
+        });
         self.by_id.insert(id, idx);
         idx
     }
 
     /// Records that an event at `origin` named customer `id`, carrying the
     /// given segment and zone (already validated).
-    pub fn name(&mut self, id: &str, segment: Option<&str>, timezone: Option<&str>, origin: impl FnOnce() -> Origin) -> Named {
+    pub fn name(
+        &mut self,
+        id: &str,
+        segment: Option<&str>,
+        timezone: Option<&str>,
+        origin: impl FnOnce() -> Origin,
+    ) -> Named {
         if let Some(idx) = self.lookup(id) {
             let Some(current) = self.list[idx as usize].origin.as_ref() else {
                 return Named::Known(idx);
@@ -183,7 +216,14 @@ impl Customers {
         }
         let segment = segment.unwrap_or(UNASSIGNED);
         let timezone = timezone.unwrap_or(UTC);
-        let idx = self.push(id, segment, timezone, zone_of(timezone), BusinessCalendar::always(), Some(origin()));
+        let idx = self.push(
+            id,
+            segment,
+            timezone,
+            zone_of(timezone),
+            BusinessCalendar::always(),
+            Some(origin()),
+        );
         Named::New(idx)
     }
 

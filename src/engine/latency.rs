@@ -26,7 +26,14 @@ pub struct RecentLatency {
 impl RecentLatency {
     /// Records one probe latency observed at `at`; ignores events older than
     /// the kept minutes relative to `watermark`.
-    pub fn record(&mut self, service: &str, segment: &Arc<str>, at: Millis, latency_ms: f64, watermark: Millis) {
+    pub fn record(
+        &mut self,
+        service: &str,
+        segment: &Arc<str>,
+        at: Millis,
+        latency_ms: f64,
+        watermark: Millis,
+    ) {
         let minute = floor_minute(at);
         if minute < floor_minute(watermark) - KEEP_MINUTES * MINUTE {
             return;
@@ -35,24 +42,33 @@ impl RecentLatency {
         if !self.series.contains_key(service) {
             self.series.insert(Box::from(service), HashMap::new());
         }
-        let Some(by_segment) = self.series.get_mut(service) else { return };
+        let Some(by_segment) = self.series.get_mut(service) else {
+            return;
+        };
         if !by_segment.contains_key(segment) {
             by_segment.insert(segment.clone(), VecDeque::new());
         }
-        let Some(ring) = by_segment.get_mut(segment) else { return };
+        let Some(ring) = by_segment.get_mut(segment) else {
+            return;
+        };
         let value = (latency_ms.max(0.0).round() as u64).clamp(1, MAX_MS);
         let pos = ring.iter().position(|(m, _)| *m == minute);
         let h = match pos {
             Some(i) => &mut ring[i].1,
             None => {
-                let Ok(h) = Histogram::new_with_bounds(1, MAX_MS, 2) else { return };
+                let Ok(h) = Histogram::new_with_bounds(1, MAX_MS, 2) else {
+                    return;
+                };
                 let i = ring.partition_point(|(m, _)| *m < minute);
                 ring.insert(i, (minute, h));
                 &mut ring[i].1
             }
         };
         let _ = h.record(value);
-        while ring.front().is_some_and(|(m, _)| *m < floor_minute(watermark) - KEEP_MINUTES * MINUTE) {
+        while ring
+            .front()
+            .is_some_and(|(m, _)| *m < floor_minute(watermark) - KEEP_MINUTES * MINUTE)
+        {
             ring.pop_front();
         }
     }
@@ -66,7 +82,9 @@ impl RecentLatency {
             .iter()
             .flat_map(|(svc, m)| m.iter().map(move |(seg, ring)| (svc, seg, ring)))
         {
-            let Ok(mut merged) = Histogram::<u64>::new_with_bounds(1, MAX_MS, 2) else { continue };
+            let Ok(mut merged) = Histogram::<u64>::new_with_bounds(1, MAX_MS, 2) else {
+                continue;
+            };
             for (m, h) in ring {
                 if *m + MINUTE > from && *m <= now {
                     let _ = merged.add(h);
@@ -75,7 +93,10 @@ impl RecentLatency {
             if merged.is_empty() {
                 continue;
             }
-            let values = qs.iter().map(|q| merged.value_at_quantile(*q) as f64 / 1000.0).collect();
+            let values = qs
+                .iter()
+                .map(|q| merged.value_at_quantile(*q) as f64 / 1000.0)
+                .collect();
             out.push((Arc::from(&**service), segment.clone(), values));
         }
         out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
@@ -93,7 +114,13 @@ mod tests {
         let seg: Arc<str> = Arc::from("enterprise");
         let t0 = 100 * MINUTE;
         for i in 0..100u32 {
-            r.record("api", &seg, t0 + i64::from(i) * 1000, f64::from(i + 1) * 10.0, t0 + 100_000);
+            r.record(
+                "api",
+                &seg,
+                t0 + i64::from(i) * 1000,
+                f64::from(i + 1) * 10.0,
+                t0 + 100_000,
+            );
         }
         // An old minute outside the window is not merged.
         r.record("api", &seg, t0 - 7 * MINUTE, 99_999.0, t0 + 100_000);

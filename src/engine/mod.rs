@@ -19,11 +19,15 @@ use crate::config::Config;
 use crate::model::calendar::BusinessCalendar;
 use crate::model::event::{Body, Event, IncidentBody, ProbeBody, TicketBody};
 use crate::model::interval::SpanSet;
-use crate::model::slo::{ClockKind, CreditPolicy, Exclusion, Indicator, SloDef, PRIORITIES, SEVERITIES};
+use crate::model::slo::{
+    ClockKind, CreditPolicy, Exclusion, Indicator, SloDef, PRIORITIES, SEVERITIES,
+};
 use crate::model::time::{format_duration, Millis};
 
 use buckets::{Counts, Series};
-use clock::{evaluate, incident_timeline, ticket_timeline, ClockRun, IncidentEv, Outcome, TicketEv};
+use clock::{
+    evaluate, incident_timeline, ticket_timeline, ClockRun, IncidentEv, Outcome, TicketEv,
+};
 use customers::{CustomerIdx, Customers, Named, Origin};
 use dedup::Dedup;
 
@@ -114,7 +118,10 @@ pub struct Items<E> {
 
 impl<E> Default for Items<E> {
     fn default() -> Self {
-        Items { list: Vec::new(), index: HashMap::new() }
+        Items {
+            list: Vec::new(),
+            index: HashMap::new(),
+        }
     }
 }
 
@@ -124,7 +131,10 @@ impl<E> Items<E> {
             return *i;
         }
         let i = self.list.len() as ItemIdx;
-        self.list.push(Item { id: id.to_string(), events: Vec::new() });
+        self.list.push(Item {
+            id: id.to_string(),
+            events: Vec::new(),
+        });
         self.index.insert(id.to_string(), i);
         i
     }
@@ -240,11 +250,18 @@ impl Engine {
             customers.register(&c.id, &c.segment, &c.timezone, &cal);
         }
         let family = |f: fn(Indicator) -> bool| -> Vec<usize> {
-            settings.slos.iter().enumerate().filter(|(_, s)| f(s.indicator)).map(|(i, _)| i).collect()
+            settings
+                .slos
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| f(s.indicator))
+                .map(|(i, _)| i)
+                .collect()
         };
         let probe_slos = family(Indicator::is_probe);
         let ticket_slos = family(Indicator::is_ticket);
-        let incident_slos = family(|i| i.is_incident_clock() || i == Indicator::IncidentAvailability);
+        let incident_slos =
+            family(|i| i.is_incident_clock() || i == Indicator::IncidentAvailability);
         Engine {
             slos: vec![SloState::default(); settings.slos.len()],
             settings: Arc::new(settings),
@@ -306,7 +323,10 @@ impl Engine {
     /// future-skew check only.
     pub fn apply(&mut self, ev: &Event<'_>, wall_now: Millis) -> Applied {
         let result = self.apply_inner(ev, wall_now);
-        self.counts.entry(ev.kind_str()).or_default().record(&result);
+        self.counts
+            .entry(ev.kind_str())
+            .or_default()
+            .record(&result);
         result
     }
 
@@ -334,7 +354,9 @@ impl Engine {
             self.watermark = Some(ev.occurred_at);
             self.dirty.watermark = true;
             // Ids older than the lateness bound can never be applied again.
-            let cutoff = ev.occurred_at.saturating_sub(self.settings.max_lateness.saturating_mul(2));
+            let cutoff = ev
+                .occurred_at
+                .saturating_sub(self.settings.max_lateness.saturating_mul(2));
             let gone = self.dedup.prune(cutoff);
             if self.track_dirty {
                 self.dirty.dedup_gone.extend(gone);
@@ -350,8 +372,18 @@ impl Engine {
 
     /// Names a customer; moves its group sums and re-evaluates its clocks
     /// when an earlier event changed its segment or zone.
-    fn name_customer(&mut self, id: &str, segment: Option<&str>, timezone: Option<&str>, at: Millis, event_id: &str) -> CustomerIdx {
-        let named = self.customers.name(id, segment, timezone, || Origin { at, event_id: event_id.to_string() });
+    fn name_customer(
+        &mut self,
+        id: &str,
+        segment: Option<&str>,
+        timezone: Option<&str>,
+        at: Millis,
+        event_id: &str,
+    ) -> CustomerIdx {
+        let named = self.customers.name(id, segment, timezone, || Origin {
+            at,
+            event_id: event_id.to_string(),
+        });
         let idx = named.idx();
         match named {
             Named::Known(_) => {}
@@ -368,7 +400,13 @@ impl Engine {
                 for st in &mut self.slos {
                     let series = st.customer_series(idx).clone();
                     for (k, v) in series.iter() {
-                        st.group_series(from_group).add_bucket(k, Counts { good: -v.good, bad: -v.bad });
+                        st.group_series(from_group).add_bucket(
+                            k,
+                            Counts {
+                                good: -v.good,
+                                bad: -v.bad,
+                            },
+                        );
                         st.group_series(to_group).add_bucket(k, v);
                     }
                 }
@@ -393,10 +431,11 @@ impl Engine {
         }
         let incidents: Vec<ItemIdx> = (0..self.incidents.list.len() as ItemIdx)
             .filter(|i| {
-                self.incidents.list[*i as usize]
-                    .events
-                    .iter()
-                    .any(|e| e.customer_ids.as_ref().is_some_and(|l| l.iter().any(|x| *x == *id)))
+                self.incidents.list[*i as usize].events.iter().any(|e| {
+                    e.customer_ids
+                        .as_ref()
+                        .is_some_and(|l| l.iter().any(|x| *x == *id))
+                })
             })
             .collect();
         for i in incidents {
@@ -405,11 +444,25 @@ impl Engine {
     }
 
     fn apply_probe(&mut self, ev: &Event<'_>, p: &ProbeBody<'_>) {
-        let Some(cid) = ev.customer_id.as_deref() else { return };
-        let c = self.name_customer(cid, ev.segment.as_deref(), ev.timezone.as_deref(), ev.occurred_at, &ev.event_id);
+        let Some(cid) = ev.customer_id.as_deref() else {
+            return;
+        };
+        let c = self.name_customer(
+            cid,
+            ev.segment.as_deref(),
+            ev.timezone.as_deref(),
+            ev.occurred_at,
+            &ev.event_id,
+        );
         let group = self.customers.get(c).group;
         let segment = self.customers.get(c).segment.clone();
-        self.latency.record(&p.service, &segment, ev.occurred_at, p.latency_ms, self.watermark.unwrap_or(ev.occurred_at));
+        self.latency.record(
+            &p.service,
+            &segment,
+            ev.occurred_at,
+            p.latency_ms,
+            self.watermark.unwrap_or(ev.occurred_at),
+        );
         for k in 0..self.probe_slos.len() {
             let s = self.probe_slos[k];
             let slo = &self.settings.slos[s];
@@ -420,7 +473,9 @@ impl Engine {
                 continue;
             }
             let good = match slo.indicator {
-                Indicator::ProbeLatency => p.success && p.latency_ms <= slo.threshold_ms.unwrap_or(f64::INFINITY),
+                Indicator::ProbeLatency => {
+                    p.success && p.latency_ms <= slo.threshold_ms.unwrap_or(f64::INFINITY)
+                }
                 _ => p.success,
             };
             let st = &mut self.slos[s];
@@ -428,7 +483,11 @@ impl Engine {
             st.customer_series(c).add(ev.occurred_at, delta);
             st.group_series(group).add(ev.occurred_at, delta);
             if self.track_dirty {
-                self.dirty.buckets.insert((s as u32, c, crate::model::time::floor_minute(ev.occurred_at)));
+                self.dirty.buckets.insert((
+                    s as u32,
+                    c,
+                    crate::model::time::floor_minute(ev.occurred_at),
+                ));
             }
         }
     }
@@ -475,7 +534,13 @@ impl Engine {
 
     fn apply_ticket(&mut self, ev: &Event<'_>, t: &TicketBody<'_>) {
         if let Some(cid) = ev.customer_id.as_deref() {
-            self.name_customer(cid, ev.segment.as_deref(), ev.timezone.as_deref(), ev.occurred_at, &ev.event_id);
+            self.name_customer(
+                cid,
+                ev.segment.as_deref(),
+                ev.timezone.as_deref(),
+                ev.occurred_at,
+                &ev.event_id,
+            );
         }
         let item = self.tickets.get_or_insert(&t.ticket_id);
         let opened = t.action == crate::model::event::TicketAction::Opened;
@@ -484,9 +549,21 @@ impl Engine {
             action: t.action,
             event_id: ev.event_id.to_string(),
             priority: t.priority,
-            customer: if opened { ev.customer_id.as_deref().map(str::to_string) } else { None },
-            service: if opened { t.service.as_deref().map(str::to_string) } else { None },
-            region: if opened { t.region.as_deref().map(str::to_string) } else { None },
+            customer: if opened {
+                ev.customer_id.as_deref().map(str::to_string)
+            } else {
+                None
+            },
+            service: if opened {
+                t.service.as_deref().map(str::to_string)
+            } else {
+                None
+            },
+            region: if opened {
+                t.region.as_deref().map(str::to_string)
+            } else {
+                None
+            },
         };
         let events = &mut self.tickets.list[item as usize].events;
         let pos = events.partition_point(|e| e.sort_key() < stored.sort_key());
@@ -510,8 +587,15 @@ impl Engine {
             action: i.action,
             event_id: ev.event_id.to_string(),
             severity: i.severity,
-            customer_ids: i.customer_ids.as_ref().map(|l| l.iter().map(|c| c.to_string()).collect()),
-            service: if opened { i.service.as_deref().map(str::to_string) } else { None },
+            customer_ids: i
+                .customer_ids
+                .as_ref()
+                .map(|l| l.iter().map(|c| c.to_string()).collect()),
+            service: if opened {
+                i.service.as_deref().map(str::to_string)
+            } else {
+                None
+            },
             planned: opened && i.planned,
         };
         let events = &mut self.incidents.list[item as usize].events;
@@ -574,7 +658,13 @@ impl Engine {
 
     /// Evaluates one clock of SLO `s` for customer `c`: `None` when the SLO
     /// does not count it (no target for its level, or a filter excludes it).
-    pub(crate) fn clock_outcome(&self, s: usize, c: CustomerIdx, run: &ClockRun, pauses: Option<&SpanSet>) -> Option<Outcome> {
+    pub(crate) fn clock_outcome(
+        &self,
+        s: usize,
+        c: CustomerIdx,
+        run: &ClockRun,
+        pauses: Option<&SpanSet>,
+    ) -> Option<Outcome> {
         let slo = &self.settings.slos[s];
         let cust = self.customers.get(c);
         let target = slo.target_for(&cust.segment, run.level)?;
@@ -593,7 +683,11 @@ impl Engine {
             let mut new = Vec::new();
             if let Some(tl) = &tl {
                 if let Some(c) = self.customers.lookup(&tl.customer) {
-                    let run = if slo.indicator == Indicator::TicketResponse { &tl.response } else { &tl.resolution };
+                    let run = if slo.indicator == Indicator::TicketResponse {
+                        &tl.response
+                    } else {
+                        &tl.resolution
+                    };
                     let fields = |key: &str| -> Option<&str> {
                         match key {
                             "priority" => Some(PRIORITIES[run.level as usize]),
@@ -631,7 +725,8 @@ impl Engine {
                                 _ => None,
                             }
                         };
-                        if !slo.severities.contains(&piece.severity) || !filter_matches(slo, fields) {
+                        if !slo.severities.contains(&piece.severity) || !filter_matches(slo, fields)
+                        {
                             continue;
                         }
                         for cid in &piece.customers {
@@ -646,7 +741,11 @@ impl Engine {
             }
             let mut new = Vec::new();
             if let Some(tl) = counted {
-                let run = if slo.indicator == Indicator::IncidentAck { &tl.ack } else { &tl.resolution };
+                let run = if slo.indicator == Indicator::IncidentAck {
+                    &tl.ack
+                } else {
+                    &tl.resolution
+                };
                 let fields = |key: &str| -> Option<&str> {
                     match key {
                         "severity" => Some(SEVERITIES[run.level as usize]),
@@ -668,7 +767,12 @@ impl Engine {
         }
     }
 
-    fn set_downtime(&mut self, s: usize, item: ItemIdx, per_customer: BTreeMap<CustomerIdx, SpanSet>) {
+    fn set_downtime(
+        &mut self,
+        s: usize,
+        item: ItemIdx,
+        per_customer: BTreeMap<CustomerIdx, SpanSet>,
+    ) {
         let st = &mut self.slos[s];
         if let Some(old) = st.downtime_by_item.remove(&item) {
             for c in old {
@@ -720,17 +824,24 @@ impl Engine {
                 self.tickets.list[t].events.clear();
                 self.recompute_ticket(t as ItemIdx);
                 if self.track_dirty {
-                    self.dirty.tickets_gone.push(self.tickets.list[t].id.clone());
+                    self.dirty
+                        .tickets_gone
+                        .push(self.tickets.list[t].id.clone());
                 }
             }
         }
         for i in 0..self.incidents.list.len() {
-            let old = self.incidents.list[i].events.last().is_some_and(|e| e.at < drop_before);
+            let old = self.incidents.list[i]
+                .events
+                .last()
+                .is_some_and(|e| e.at < drop_before);
             if old {
                 self.incidents.list[i].events.clear();
                 self.recompute_incident(i as ItemIdx);
                 if self.track_dirty {
-                    self.dirty.incidents_gone.push(self.incidents.list[i].id.clone());
+                    self.dirty
+                        .incidents_gone
+                        .push(self.incidents.list[i].id.clone());
                 }
             }
         }
@@ -739,7 +850,11 @@ impl Engine {
     /// Runs `compact` when the watermark moved an hour past the last run.
     pub fn maybe_compact(&mut self) {
         if let Some(w) = self.watermark {
-            if w - FINE_RETENTION >= self.compacted_below.saturating_add(crate::model::time::HOUR) {
+            if w - FINE_RETENTION
+                >= self
+                    .compacted_below
+                    .saturating_add(crate::model::time::HOUR)
+            {
                 self.compact();
             }
         }
@@ -756,8 +871,18 @@ impl Engine {
     }
 
     /// Adds a run-time exclusion, applies it retroactively and audits it.
-    pub fn add_exclusion(&mut self, exclusion: Exclusion, author: String, now: Millis) -> RuntimeExclusion {
-        let r = RuntimeExclusion { id: self.next_exclusion_id, exclusion, author: author.clone(), created_at: now };
+    pub fn add_exclusion(
+        &mut self,
+        exclusion: Exclusion,
+        author: String,
+        now: Millis,
+    ) -> RuntimeExclusion {
+        let r = RuntimeExclusion {
+            id: self.next_exclusion_id,
+            exclusion,
+            author: author.clone(),
+            created_at: now,
+        };
         self.next_exclusion_id += 1;
         self.runtime_exclusions.push(r.clone());
         self.push_audit(now, author, "add", r.id, None, Some(r.clone()));
@@ -766,7 +891,12 @@ impl Engine {
     }
 
     /// Withdraws a run-time exclusion and audits it; `None` if unknown.
-    pub fn remove_exclusion(&mut self, id: u64, who: String, now: Millis) -> Option<RuntimeExclusion> {
+    pub fn remove_exclusion(
+        &mut self,
+        id: u64,
+        who: String,
+        now: Millis,
+    ) -> Option<RuntimeExclusion> {
         let pos = self.runtime_exclusions.iter().position(|r| r.id == id)?;
         let r = self.runtime_exclusions.remove(pos);
         self.push_audit(now, who, "delete", id, Some(r.clone()), None);
@@ -774,9 +904,25 @@ impl Engine {
         Some(r)
     }
 
-    fn push_audit(&mut self, at: Millis, who: String, action: &str, id: u64, before: Option<RuntimeExclusion>, after: Option<RuntimeExclusion>) {
+    fn push_audit(
+        &mut self,
+        at: Millis,
+        who: String,
+        action: &str,
+        id: u64,
+        before: Option<RuntimeExclusion>,
+        after: Option<RuntimeExclusion>,
+    ) {
         let seq = self.audit.len() as u64 + 1;
-        self.audit.push(AuditEntry { seq, at, who, action: action.to_string(), exclusion_id: id, before, after });
+        self.audit.push(AuditEntry {
+            seq,
+            at,
+            who,
+            action: action.to_string(),
+            exclusion_id: id,
+            before,
+            after,
+        });
         self.dirty.exclusions = true;
     }
 
@@ -803,6 +949,6 @@ fn probe_matches(slo: &SloDef, p: &ProbeBody<'_>) -> bool {
     })
 }
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod reference;
+#[cfg(test)]
+mod tests;

@@ -16,16 +16,26 @@ use crate::model::time::{floor_minute, Millis, MINUTE};
 pub enum Scope {
     Customer(CustomerIdx),
     /// Aggregated: customers matching both filters (`None` = any).
-    Filter { segment: Option<String>, timezone: Option<String> },
+    Filter {
+        segment: Option<String>,
+        timezone: Option<String>,
+    },
 }
 
 /// The calendar month `year-month` in `zone`: [first local midnight, next one).
 pub fn month_window(year: i16, month: i8, zone: &jiff::tz::TimeZone) -> Option<(Millis, Millis)> {
     let first = jiff::civil::Date::new(year, month, 1).ok()?;
     let next = first.checked_add(jiff::Span::new().months(1)).ok()?;
-    let start = zone.to_zoned_datetime(first.to_datetime(jiff::civil::Time::midnight())).ok()?;
-    let end = zone.to_zoned_datetime(next.to_datetime(jiff::civil::Time::midnight())).ok()?;
-    Some((start.timestamp().as_millisecond(), end.timestamp().as_millisecond()))
+    let start = zone
+        .to_zoned_datetime(first.to_datetime(jiff::civil::Time::midnight()))
+        .ok()?;
+    let end = zone
+        .to_zoned_datetime(next.to_datetime(jiff::civil::Time::midnight()))
+        .ok()?;
+    Some((
+        start.timestamp().as_millisecond(),
+        end.timestamp().as_millisecond(),
+    ))
 }
 
 /// Parses `YYYY-MM`.
@@ -127,7 +137,9 @@ impl Engine {
         let def = self.slo(slo);
         match scope {
             Scope::Customer(c) => def.objective_for(&self.customers.get(*c).segment),
-            Scope::Filter { segment: Some(s), .. } => def.objective_for(s),
+            Scope::Filter {
+                segment: Some(s), ..
+            } => def.objective_for(s),
             Scope::Filter { .. } => def.objective,
         }
     }
@@ -186,7 +198,14 @@ impl Engine {
     }
 
     /// Availability seconds (total, good, excluded) in [from, to) cut at now.
-    fn availability(&self, slo: usize, scope: &Scope, from: Millis, to: Millis, now: Millis) -> (f64, f64, f64) {
+    fn availability(
+        &self,
+        slo: usize,
+        scope: &Scope,
+        from: Millis,
+        to: Millis,
+        now: Millis,
+    ) -> (f64, f64, f64) {
         let to = to.min(now);
         if from >= to {
             return (0.0, 0.0, 0.0);
@@ -214,7 +233,14 @@ impl Engine {
     }
 
     /// The SPEC §3 numbers of SLO `slo` for `scope` over [from, to) as of `now`.
-    pub fn numbers(&self, slo: usize, scope: &Scope, from: Millis, to: Millis, now: Millis) -> Numbers {
+    pub fn numbers(
+        &self,
+        slo: usize,
+        scope: &Scope,
+        from: Millis,
+        to: Millis,
+        now: Millis,
+    ) -> Numbers {
         let objective = self.objective(slo, scope);
         if self.slo(slo).indicator == Indicator::IncidentAvailability {
             let (total, good, excluded) = self.availability(slo, scope, from, to, now);
@@ -246,7 +272,12 @@ impl Engine {
 
     /// The SLO's own window ending at `now` for a customer (month in its zone)
     /// or an aggregated scope (month in `zone`).
-    pub fn own_window(&self, slo: usize, zone: &jiff::tz::TimeZone, now: Millis) -> (Millis, Millis) {
+    pub fn own_window(
+        &self,
+        slo: usize,
+        zone: &jiff::tz::TimeZone,
+        now: Millis,
+    ) -> (Millis, Millis) {
         match self.slo(slo).window {
             SloWindow::Rolling(len) => {
                 let end = floor_minute(now) + MINUTE;
@@ -256,20 +287,27 @@ impl Engine {
                 let z = jiff::Timestamp::from_millisecond(now)
                     .map(|t| t.to_zoned_datetime(zone.clone()))
                     .ok();
-                z.and_then(|z| month_window(z.year(), z.month(), zone)).unwrap_or((now, now))
+                z.and_then(|z| month_window(z.year(), z.month(), zone))
+                    .unwrap_or((now, now))
             }
         }
     }
 
     /// Every ticket / incident clock whose current outcome is a breach.
-    pub fn breaches(&self, slo_filter: Option<usize>, customer: Option<CustomerIdx>, now: Millis) -> Vec<Breach> {
+    pub fn breaches(
+        &self,
+        slo_filter: Option<usize>,
+        customer: Option<CustomerIdx>,
+        now: Millis,
+    ) -> Vec<Breach> {
         let mut out = Vec::new();
         for (s, st) in self.slos.iter().enumerate() {
             if slo_filter.is_some_and(|f| f != s) {
                 continue;
             }
             let def = self.slo(s);
-            let mut items: Vec<(&ItemIdx, &Vec<(CustomerIdx, Outcome)>)> = st.contribs.iter().collect();
+            let mut items: Vec<(&ItemIdx, &Vec<(CustomerIdx, Outcome)>)> =
+                st.contribs.iter().collect();
             items.sort_by_key(|(i, _)| **i);
             for (item, list) in items {
                 for (c, o) in list {
@@ -277,17 +315,30 @@ impl Engine {
                         continue;
                     }
                     let (breached_at, stopped_at) = match *o {
-                        Outcome::Stopped { at, good: false, breach_at } => (breach_at.unwrap_or(at), Some(at)),
+                        Outcome::Stopped {
+                            at,
+                            good: false,
+                            breach_at,
+                        } => (breach_at.unwrap_or(at), Some(at)),
                         Outcome::Running { breach_at: Some(b) } if b < now => (b, None),
                         _ => continue,
                     };
-                    if let Some(b) = self.breach_entry(s, def, *item, *c, breached_at, stopped_at, now) {
+                    if let Some(b) =
+                        self.breach_entry(s, def, *item, *c, breached_at, stopped_at, now)
+                    {
                         out.push(b);
                     }
                 }
             }
         }
-        out.sort_by(|a, b| (a.breached_at, &a.slo, &a.id, &a.customer).cmp(&(b.breached_at, &b.slo, &b.id, &b.customer)));
+        out.sort_by(|a, b| {
+            (a.breached_at, &a.slo, &a.id, &a.customer).cmp(&(
+                b.breached_at,
+                &b.slo,
+                &b.id,
+                &b.customer,
+            ))
+        });
         out
     }
 
@@ -303,17 +354,31 @@ impl Engine {
         now: Millis,
     ) -> Option<Breach> {
         let cust = self.customers.get(c);
-        let (kind, id, run, pauses): (&'static str, String, ClockRun, Option<SpanSet>) = if def.indicator.is_ticket() {
-            let it = &self.tickets.list[item as usize];
-            let tl = ticket_timeline(&it.events)?;
-            let run = if def.indicator == Indicator::TicketResponse { tl.response } else { tl.resolution };
-            ("ticket", it.id.clone(), run, def.pausable.then_some(tl.pauses))
-        } else {
-            let it = &self.incidents.list[item as usize];
-            let tl = incident_timeline(&it.events)?;
-            let run = if def.indicator == Indicator::IncidentAck { tl.ack } else { tl.resolution };
-            ("incident", it.id.clone(), run, None)
-        };
+        let (kind, id, run, pauses): (&'static str, String, ClockRun, Option<SpanSet>) =
+            if def.indicator.is_ticket() {
+                let it = &self.tickets.list[item as usize];
+                let tl = ticket_timeline(&it.events)?;
+                let run = if def.indicator == Indicator::TicketResponse {
+                    tl.response
+                } else {
+                    tl.resolution
+                };
+                (
+                    "ticket",
+                    it.id.clone(),
+                    run,
+                    def.pausable.then_some(tl.pauses),
+                )
+            } else {
+                let it = &self.incidents.list[item as usize];
+                let tl = incident_timeline(&it.events)?;
+                let run = if def.indicator == Indicator::IncidentAck {
+                    tl.ack
+                } else {
+                    tl.resolution
+                };
+                ("incident", it.id.clone(), run, None)
+            };
         let target = def.target_for(&cust.segment, run.level)?;
         let mut removed = self.exclusion_spans(s, c);
         if let Some(p) = &pauses {

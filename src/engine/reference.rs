@@ -171,15 +171,35 @@ const WHOLE_DAY: &[(i64, i64)] = &[(0, 1440)];
 
 const EU: CalM = CalM {
     zone: "Europe/Berlin",
-    week: [NINE_FIVE, NINE_FIVE, NINE_FIVE, NINE_FIVE, NINE_FIVE, &[], &[(90, 210)]],
+    week: [
+        NINE_FIVE,
+        NINE_FIVE,
+        NINE_FIVE,
+        NINE_FIVE,
+        NINE_FIVE,
+        &[],
+        &[(90, 210)],
+    ],
     holidays: &[(2026, 10, 27)],
 };
 const US: CalM = CalM {
     zone: "America/New_York",
-    week: [SPLIT_DAY, SPLIT_DAY, SPLIT_DAY, SPLIT_DAY, SPLIT_DAY, &[], &[(30, 210)]],
+    week: [
+        SPLIT_DAY,
+        SPLIT_DAY,
+        SPLIT_DAY,
+        SPLIT_DAY,
+        SPLIT_DAY,
+        &[],
+        &[(30, 210)],
+    ],
     holidays: &[(2026, 10, 30)],
 };
-const ALLDAY: CalM = CalM { zone: "UTC", week: [WHOLE_DAY; 7], holidays: &[] };
+const ALLDAY: CalM = CalM {
+    zone: "UTC",
+    week: [WHOLE_DAY; 7],
+    holidays: &[],
+};
 
 /// Registry customers: id, segment, zone, calendar.
 const REGISTRY: [(&str, &str, &str, usize); 3] = [
@@ -253,8 +273,22 @@ const SLOS: [SloM; 7] = [
         targets: [120, 240, 1440, 3 * 1440],
         segment_targets: &[],
     },
-    SloM { name: "avail", kind: Kind::Avail, business: false, pausable: false, targets: [0; 4], segment_targets: &[] },
-    SloM { name: "api", kind: Kind::Probe, business: false, pausable: false, targets: [0; 4], segment_targets: &[] },
+    SloM {
+        name: "avail",
+        kind: Kind::Avail,
+        business: false,
+        pausable: false,
+        targets: [0; 4],
+        segment_targets: &[],
+    },
+    SloM {
+        name: "api",
+        kind: Kind::Probe,
+        business: false,
+        pausable: false,
+        targets: [0; 4],
+        segment_targets: &[],
+    },
 ];
 
 impl SloM {
@@ -330,7 +364,8 @@ fn in_calendar(cal: usize, m: Millis) -> bool {
                 let zone = jiff::tz::TimeZone::get(c.zone).expect("zone");
                 (0..(grid_end() - r0()) / MINUTE)
                     .map(|i| {
-                        let ts = jiff::Timestamp::from_millisecond(r0() + i * MINUTE).expect("instant");
+                        let ts =
+                            jiff::Timestamp::from_millisecond(r0() + i * MINUTE).expect("instant");
                         let local = ts.to_zoned_datetime(zone.clone()).datetime();
                         let day = local.date();
                         let tod = local.hour() as i64 * 60 + local.minute() as i64;
@@ -342,7 +377,10 @@ fn in_calendar(cal: usize, m: Millis) -> bool {
             })
             .collect()
     });
-    assert!(r0() <= m && m < grid_end() && (m - r0()) % MINUTE == 0, "minute {m} outside the model grid");
+    assert!(
+        r0() <= m && m < grid_end() && (m - r0()) % MINUTE == 0,
+        "minute {m} outside the model grid"
+    );
     tables[cal][((m - r0()) / MINUTE) as usize]
 }
 
@@ -416,16 +454,24 @@ impl Ev {
         let mut o = serde_json::Map::new();
         o.insert("event_id".into(), json!(self.id));
         o.insert("occurred_at".into(), json!(format_rfc3339(self.at)));
-        let attrs = |o: &mut serde_json::Map<String, Value>, seg: &Option<&str>, tz: &Option<&str>| {
-            if let Some(s) = seg {
-                o.insert("segment".into(), json!(s));
-            }
-            if let Some(z) = tz {
-                o.insert("timezone".into(), json!(z));
-            }
-        };
+        let attrs =
+            |o: &mut serde_json::Map<String, Value>, seg: &Option<&str>, tz: &Option<&str>| {
+                if let Some(s) = seg {
+                    o.insert("segment".into(), json!(s));
+                }
+                if let Some(z) = tz {
+                    o.insert("timezone".into(), json!(z));
+                }
+            };
         match &self.what {
-            What::Ticket { ticket, customer, action, priority, segment, timezone } => {
+            What::Ticket {
+                ticket,
+                customer,
+                action,
+                priority,
+                segment,
+                timezone,
+            } => {
                 o.insert("kind".into(), json!("ticket"));
                 o.insert("customer_id".into(), json!(customer));
                 o.insert("ticket_id".into(), json!(ticket));
@@ -435,7 +481,13 @@ impl Ev {
                 }
                 attrs(&mut o, segment, timezone);
             }
-            What::Incident { incident, action, severity, customers, planned } => {
+            What::Incident {
+                incident,
+                action,
+                severity,
+                customers,
+                planned,
+            } => {
                 o.insert("kind".into(), json!("incident"));
                 o.insert("incident_id".into(), json!(incident));
                 o.insert("action".into(), json!(action));
@@ -449,7 +501,13 @@ impl Ev {
                     o.insert("planned".into(), json!(true));
                 }
             }
-            What::Probe { customer, success, service, segment, timezone } => {
+            What::Probe {
+                customer,
+                success,
+                service,
+                segment,
+                timezone,
+            } => {
                 o.insert("kind".into(), json!("probe"));
                 o.insert("customer_id".into(), json!(customer));
                 o.insert("probe_id".into(), json!("p1"));
@@ -542,10 +600,19 @@ impl Model {
             match &e.what {
                 What::Ticket { ticket, .. } => tickets.entry(ticket).or_default().push(e),
                 What::Incident { incident, .. } => incidents.entry(incident).or_default().push(e),
-                What::Probe { customer, success, service, .. } => {
+                What::Probe {
+                    customer,
+                    success,
+                    service,
+                    ..
+                } => {
                     let c = &model.customers[*customer];
                     if *service == "api" && !excluded("api", customer, c, e.at) {
-                        model.counted.entry(("api", customer.to_string())).or_default().push((e.at, *success));
+                        model
+                            .counted
+                            .entry(("api", customer.to_string()))
+                            .or_default()
+                            .push((e.at, *success));
                     }
                 }
             }
@@ -566,24 +633,47 @@ impl Model {
     /// occurred_at, then event_id), `unassigned`/`UTC` for what it lacks.
     fn learn_customers(&mut self, events: &[Ev]) {
         for (id, segment, zone, cal) in REGISTRY {
-            self.customers
-                .insert(id.into(), CustM { segment: segment.into(), timezone: zone.into(), calendar: Some(cal) });
+            self.customers.insert(
+                id.into(),
+                CustM {
+                    segment: segment.into(),
+                    timezone: zone.into(),
+                    calendar: Some(cal),
+                },
+            );
         }
         let mut by_time: Vec<&Ev> = events.iter().collect();
         by_time.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
         for e in by_time {
             let named: Vec<(&str, Option<&str>, Option<&str>)> = match &e.what {
-                What::Ticket { customer, segment, timezone, .. } | What::Probe { customer, segment, timezone, .. } => {
+                What::Ticket {
+                    customer,
+                    segment,
+                    timezone,
+                    ..
+                }
+                | What::Probe {
+                    customer,
+                    segment,
+                    timezone,
+                    ..
+                } => {
                     vec![(customer, *segment, *timezone)]
                 }
-                What::Incident { customers, .. } => customers.iter().flatten().map(|c| (*c, None, None)).collect(),
+                What::Incident { customers, .. } => customers
+                    .iter()
+                    .flatten()
+                    .map(|c| (*c, None, None))
+                    .collect(),
             };
             for (id, segment, zone) in named {
-                self.customers.entry(id.to_string()).or_insert_with(|| CustM {
-                    segment: segment.unwrap_or("unassigned").into(),
-                    timezone: zone.unwrap_or("UTC").into(),
-                    calendar: None,
-                });
+                self.customers
+                    .entry(id.to_string())
+                    .or_insert_with(|| CustM {
+                        segment: segment.unwrap_or("unassigned").into(),
+                        timezone: zone.unwrap_or("UTC").into(),
+                        calendar: None,
+                    });
             }
         }
     }
@@ -602,23 +692,29 @@ impl Model {
                 let good = run.counted.len() <= target;
                 self.counted.entry(key).or_default().push((stop, good));
                 if let (false, Some(b)) = (good, breach) {
-                    self.breaches.get_mut(slo.name).expect("slo").insert(BreachM {
-                        id: id.into(),
-                        customer: customer.into(),
-                        breached_at: b,
-                        stopped_at: Some(stop),
-                    });
+                    self.breaches
+                        .get_mut(slo.name)
+                        .expect("slo")
+                        .insert(BreachM {
+                            id: id.into(),
+                            customer: customer.into(),
+                            breached_at: b,
+                            stopped_at: Some(stop),
+                        });
                 }
             }
             None => {
                 if let Some(b) = breach {
                     self.pending.entry(key).or_default().push(b);
-                    self.breaches.get_mut(slo.name).expect("slo").insert(BreachM {
-                        id: id.into(),
-                        customer: customer.into(),
-                        breached_at: b,
-                        stopped_at: None,
-                    });
+                    self.breaches
+                        .get_mut(slo.name)
+                        .expect("slo")
+                        .insert(BreachM {
+                            id: id.into(),
+                            customer: customer.into(),
+                            breached_at: b,
+                            stopped_at: None,
+                        });
                 }
             }
         }
@@ -626,15 +722,25 @@ impl Model {
 
     fn ticket(&mut self, id: &str, evs: &[&Ev]) {
         // Events before `opened` are ignored; a cancel voids the ticket.
-        let Some(first) = evs.iter().position(|e| e.action() == "opened") else { return };
+        let Some(first) = evs.iter().position(|e| e.action() == "opened") else {
+            return;
+        };
         let evs = &evs[first..];
         if evs.iter().any(|e| e.action() == "canceled") {
             return;
         }
-        let What::Ticket { customer, priority: Some(opened_priority), .. } = &evs[0].what else {
+        let What::Ticket {
+            customer,
+            priority: Some(opened_priority),
+            ..
+        } = &evs[0].what
+        else {
             panic!("opened without priority")
         };
-        for slo in SLOS.iter().filter(|s| matches!(s.kind, Kind::Response | Kind::Resolution)) {
+        for slo in SLOS
+            .iter()
+            .filter(|s| matches!(s.kind, Kind::Response | Kind::Resolution))
+        {
             let c = self.customers[*customer].clone();
             let mut priority = *opened_priority;
             let mut running = true;
@@ -646,9 +752,18 @@ impl Model {
                 while next < evs.len() && evs[next].at == m {
                     let e = evs[next];
                     next += 1;
-                    let What::Ticket { action, priority: p, .. } = &e.what else { unreachable!() };
+                    let What::Ticket {
+                        action,
+                        priority: p,
+                        ..
+                    } = &e.what
+                    else {
+                        unreachable!()
+                    };
                     match (slo.kind, *action) {
-                        (_, "priority_changed") => priority = p.expect("priority_changed carries a priority"),
+                        (_, "priority_changed") => {
+                            priority = p.expect("priority_changed carries a priority")
+                        }
                         (Kind::Response, "responded" | "resolved") if running => {
                             running = false;
                             stop = Some((m, priority));
@@ -670,21 +785,34 @@ impl Model {
                         _ => {}
                     }
                 }
-                if running && !(slo.pausable && paused) && !excluded(slo.name, customer, &c, m) && business(slo, &c, m)
+                if running
+                    && !(slo.pausable && paused)
+                    && !excluded(slo.name, customer, &c, m)
+                    && business(slo, &c, m)
                 {
                     counted.push(m);
                 }
             }
-            let run = Stepped { counted, stop: stop.map(|s| s.0), level: stop.map_or(priority, |s| s.1) };
+            let run = Stepped {
+                counted,
+                stop: stop.map(|s| s.0),
+                level: stop.map_or(priority, |s| s.1),
+            };
             self.record(slo, id, customer, &run);
         }
     }
 
     fn incident(&mut self, id: &str, evs: &[&Ev]) {
-        let Some(first) = evs.iter().position(|e| e.action() == "opened") else { return };
+        let Some(first) = evs.iter().position(|e| e.action() == "opened") else {
+            return;
+        };
         let evs = &evs[first..];
-        let What::Incident { severity: Some(opened_severity), customers: Some(opened_customers), planned, .. } =
-            &evs[0].what
+        let What::Incident {
+            severity: Some(opened_severity),
+            customers: Some(opened_customers),
+            planned,
+            ..
+        } = &evs[0].what
         else {
             panic!("opened without severity or customers")
         };
@@ -693,7 +821,9 @@ impl Model {
         }
         let mut ever: Vec<&str> = Vec::new();
         for e in evs {
-            let What::Incident { customers, .. } = &e.what else { unreachable!() };
+            let What::Incident { customers, .. } = &e.what else {
+                unreachable!()
+            };
             for c in customers.iter().flatten() {
                 if !ever.contains(c) {
                     ever.push(c);
@@ -701,7 +831,10 @@ impl Model {
             }
         }
         // Clocks, once per customer ever listed.
-        for slo in SLOS.iter().filter(|s| matches!(s.kind, Kind::Ack | Kind::IncResolution)) {
+        for slo in SLOS
+            .iter()
+            .filter(|s| matches!(s.kind, Kind::Ack | Kind::IncResolution))
+        {
             for customer in &ever {
                 let c = self.customers[*customer].clone();
                 let mut severity = *opened_severity;
@@ -710,24 +843,40 @@ impl Model {
                 let mut next = 0;
                 for m in minutes_from(evs[0].at) {
                     while next < evs.len() && evs[next].at == m {
-                        let What::Incident { action, severity: s, .. } = &evs[next].what else { unreachable!() };
+                        let What::Incident {
+                            action,
+                            severity: s,
+                            ..
+                        } = &evs[next].what
+                        else {
+                            unreachable!()
+                        };
                         next += 1;
                         if let Some(s) = s {
                             severity = *s;
                         }
                         let stops = match slo.kind {
-                            Kind::Ack => matches!(*action, "acknowledged" | "mitigated" | "resolved"),
+                            Kind::Ack => {
+                                matches!(*action, "acknowledged" | "mitigated" | "resolved")
+                            }
                             _ => *action == "resolved",
                         };
                         if stops && stop.is_none() {
                             stop = Some((m, severity));
                         }
                     }
-                    if stop.is_none() && !excluded(slo.name, customer, &c, m) && business(slo, &c, m) {
+                    if stop.is_none()
+                        && !excluded(slo.name, customer, &c, m)
+                        && business(slo, &c, m)
+                    {
                         counted.push(m);
                     }
                 }
-                let run = Stepped { counted, stop: stop.map(|s| s.0), level: stop.map_or(severity, |s| s.1) };
+                let run = Stepped {
+                    counted,
+                    stop: stop.map(|s| s.0),
+                    level: stop.map_or(severity, |s| s.1),
+                };
                 self.record(slo, id, customer, &run);
             }
         }
@@ -739,7 +888,15 @@ impl Model {
         for m in minutes_from(evs[0].at) {
             let mut closed = false;
             while next < evs.len() && evs[next].at == m {
-                let What::Incident { action, severity: s, customers, .. } = &evs[next].what else { unreachable!() };
+                let What::Incident {
+                    action,
+                    severity: s,
+                    customers,
+                    ..
+                } = &evs[next].what
+                else {
+                    unreachable!()
+                };
                 next += 1;
                 if let Some(s) = s {
                     severity = *s;
@@ -771,7 +928,14 @@ impl Model {
     }
 
     /// (total, good, bad, excluded): units, or seconds for `avail`.
-    fn numbers(&self, slo: &SloM, scope: &ScopeM, from: Millis, to: Millis, now: Millis) -> [i64; 4] {
+    fn numbers(
+        &self,
+        slo: &SloM,
+        scope: &ScopeM,
+        from: Millis,
+        to: Millis,
+        now: Millis,
+    ) -> [i64; 4] {
         let mut n = [0i64; 4];
         for (customer, c) in &self.customers {
             if !self.in_scope(scope, customer) {
@@ -801,7 +965,12 @@ impl Model {
                     }
                 }
             }
-            for at in self.pending.get(&(slo.name, customer.clone())).into_iter().flatten() {
+            for at in self
+                .pending
+                .get(&(slo.name, customer.clone()))
+                .into_iter()
+                .flatten()
+            {
                 if from <= *at && *at < to && *at < now {
                     n[0] += 1;
                     n[2] += 1;
@@ -817,7 +986,13 @@ impl Model {
         self.breaches
             .iter()
             .map(|(slo, list)| {
-                (*slo, list.iter().filter(|b| b.stopped_at.is_some() || b.breached_at < now).cloned().collect())
+                (
+                    *slo,
+                    list.iter()
+                        .filter(|b| b.stopped_at.is_some() || b.breached_at < now)
+                        .cloned()
+                        .collect(),
+                )
             })
             .collect()
     }
@@ -859,7 +1034,11 @@ fn windows(now: Millis, day: i64) -> Vec<(String, Millis, Millis)> {
         ("whole".into(), r0() - DAY, grid_end()),
         (format!("day {}", format_rfc3339(d)), d, d + DAY),
         // Local day of the Berlin fall-back: 25 hours.
-        ("berlin 2026-10-25".into(), t("2026-10-24T22:00:00Z"), t("2026-10-25T23:00:00Z")),
+        (
+            "berlin 2026-10-25".into(),
+            t("2026-10-24T22:00:00Z"),
+            t("2026-10-25T23:00:00Z"),
+        ),
         ("around now".into(), now - 36 * HOUR, now + 12 * HOUR),
     ]
 }
@@ -877,7 +1056,10 @@ fn observe_model(model: &Model, now: Millis, day: i64) -> Obs {
     for slo in &SLOS {
         for scope in scopes(model) {
             for (w, from, to) in windows(now, day) {
-                obs.numbers.insert((slo.name, format!("{scope:?}"), w), model.numbers(slo, &scope, from, to, now));
+                obs.numbers.insert(
+                    (slo.name, format!("{scope:?}"), w),
+                    model.numbers(slo, &scope, from, to, now),
+                );
             }
         }
     }
@@ -889,7 +1071,12 @@ fn observe_engine(e: &Engine, model: &Model, now: Millis, day: i64) -> Obs {
         customers: e
             .customers()
             .iter()
-            .map(|(_, c)| (c.id.to_string(), (c.segment.to_string(), c.timezone.to_string())))
+            .map(|(_, c)| {
+                (
+                    c.id.to_string(),
+                    (c.segment.to_string(), c.timezone.to_string()),
+                )
+            })
             .collect(),
         ..Obs::default()
     };
@@ -902,25 +1089,45 @@ fn observe_engine(e: &Engine, model: &Model, now: Millis, day: i64) -> Obs {
         for scope in scopes(model) {
             let es = match &scope {
                 ScopeM::Customer(id) => e.customers().lookup(id).map(Scope::Customer),
-                ScopeM::All => Some(Scope::Filter { segment: None, timezone: None }),
-                ScopeM::Segment(x) => Some(Scope::Filter { segment: Some(x.clone()), timezone: None }),
-                ScopeM::Zone(z) => Some(Scope::Filter { segment: None, timezone: Some(z.clone()) }),
+                ScopeM::All => Some(Scope::Filter {
+                    segment: None,
+                    timezone: None,
+                }),
+                ScopeM::Segment(x) => Some(Scope::Filter {
+                    segment: Some(x.clone()),
+                    timezone: None,
+                }),
+                ScopeM::Zone(z) => Some(Scope::Filter {
+                    segment: None,
+                    timezone: Some(z.clone()),
+                }),
             };
             for (w, from, to) in windows(now, day) {
                 let value = match &es {
                     Some(es) => {
                         let n = e.numbers(s, es, from, to, now);
-                        [whole(n.total), whole(n.good), whole(n.bad), whole(n.excluded_seconds)]
+                        [
+                            whole(n.total),
+                            whole(n.good),
+                            whole(n.bad),
+                            whole(n.excluded_seconds),
+                        ]
                     }
                     None => [-1; 4],
                 };
-                obs.numbers.insert((slo.name, format!("{scope:?}"), w), value);
+                obs.numbers
+                    .insert((slo.name, format!("{scope:?}"), w), value);
             }
         }
         let list = e
             .breaches(Some(s), None, now)
             .into_iter()
-            .map(|b| BreachM { id: b.id, customer: b.customer, breached_at: b.breached_at, stopped_at: b.stopped_at })
+            .map(|b| BreachM {
+                id: b.id,
+                customer: b.customer,
+                breached_at: b.breached_at,
+                stopped_at: b.stopped_at,
+            })
             .collect();
         obs.breaches.insert(slo.name, list);
     }
@@ -931,12 +1138,17 @@ fn observe_engine(e: &Engine, model: &Model, now: Millis, day: i64) -> Obs {
 fn diff(left: &str, a: &Obs, right: &str, b: &Obs) -> Vec<String> {
     let mut out = Vec::new();
     if a.customers != b.customers {
-        out.push(format!("customers: {left} {:?} / {right} {:?}", a.customers, b.customers));
+        out.push(format!(
+            "customers: {left} {:?} / {right} {:?}",
+            a.customers, b.customers
+        ));
     }
     for (k, va) in &a.numbers {
         let vb = b.numbers.get(k);
         if vb != Some(va) {
-            out.push(format!("{k:?} [total, good, bad, excluded]: {left} {va:?} / {right} {vb:?}"));
+            out.push(format!(
+                "{k:?} [total, good, bad, excluded]: {left} {va:?} / {right} {vb:?}"
+            ));
         }
     }
     let at = |m: Millis| format_rfc3339(m);
@@ -996,7 +1208,14 @@ struct Gen {
 /// severity (and customers, planned), id salt, and the later events.
 type TicketGen = (usize, i64, Option<u8>, u16, Vec<Gen>);
 type IncidentGen = (i64, u8, Vec<&'static str>, bool, u16, Vec<Gen>);
-type ProbeGen = (usize, i64, bool, bool, u16, (Option<&'static str>, Option<&'static str>));
+type ProbeGen = (
+    usize,
+    i64,
+    bool,
+    bool,
+    u16,
+    (Option<&'static str>, Option<&'static str>),
+);
 
 /// Offsets from an item's base minute: often equal (ties), mostly close,
 /// sometimes days later, sometimes before `opened`.
@@ -1012,7 +1231,10 @@ fn tie() -> impl Strategy<Value = bool> {
 fn attrs() -> impl Strategy<Value = (Option<&'static str>, Option<&'static str>)> {
     (
         proptest::option::weighted(0.3, prop::sample::select(vec!["enterprise", "standard"])),
-        proptest::option::weighted(0.3, prop::sample::select(vec!["Europe/Berlin", "America/New_York", "UTC"])),
+        proptest::option::weighted(
+            0.3,
+            prop::sample::select(vec!["Europe/Berlin", "America/New_York", "UTC"]),
+        ),
     )
 }
 
@@ -1030,20 +1252,35 @@ fn ticket_action() -> impl Strategy<Value = (&'static str, Option<u8>)> {
 }
 
 fn gen_ticket() -> impl Strategy<Value = TicketGen> {
-    let action = (delta(), ticket_action(), proptest::option::weighted(0.1, 0u8..4), any::<u16>(), attrs(), tie())
-        .prop_map(|(delta, (action, level), junk, salt, (segment, timezone), tie)| Gen {
-            delta,
-            tie,
-            action,
-            // A priority on another action is carried but must not count.
-            level: level.or(junk),
-            customers: None,
-            flag: false,
-            salt,
-            segment,
-            timezone,
-        });
-    (0..NAMES.len(), 0..RANGE_MIN, proptest::option::weighted(0.9, 0u8..4), any::<u16>(), vec(action, 0..9))
+    let action = (
+        delta(),
+        ticket_action(),
+        proptest::option::weighted(0.1, 0u8..4),
+        any::<u16>(),
+        attrs(),
+        tie(),
+    )
+        .prop_map(
+            |(delta, (action, level), junk, salt, (segment, timezone), tie)| Gen {
+                delta,
+                tie,
+                action,
+                // A priority on another action is carried but must not count.
+                level: level.or(junk),
+                customers: None,
+                flag: false,
+                salt,
+                segment,
+                timezone,
+            },
+        );
+    (
+        0..NAMES.len(),
+        0..RANGE_MIN,
+        proptest::option::weighted(0.9, 0u8..4),
+        any::<u16>(),
+        vec(action, 0..9),
+    )
 }
 
 fn customer_list(min: usize) -> impl Strategy<Value = Vec<&'static str>> {
@@ -1072,11 +1309,25 @@ fn gen_incident() -> impl Strategy<Value = IncidentGen> {
             segment: None,
             timezone: None,
         });
-    (0..RANGE_MIN, 0u8..4, customer_list(1), proptest::bool::weighted(0.15), any::<u16>(), vec(action, 0..6))
+    (
+        0..RANGE_MIN,
+        0u8..4,
+        customer_list(1),
+        proptest::bool::weighted(0.15),
+        any::<u16>(),
+        vec(action, 0..6),
+    )
 }
 
 fn gen_probe() -> impl Strategy<Value = ProbeGen> {
-    (0..NAMES.len(), 0..RANGE_MIN, proptest::bool::weighted(0.8), proptest::bool::weighted(0.85), any::<u16>(), attrs())
+    (
+        0..NAMES.len(),
+        0..RANGE_MIN,
+        proptest::bool::weighted(0.8),
+        proptest::bool::weighted(0.85),
+        any::<u16>(),
+        attrs(),
+    )
 }
 
 fn at_minute(base: i64, delta: i64) -> Millis {
@@ -1121,7 +1372,9 @@ fn build(tickets: Vec<TicketGen>, incidents: Vec<IncidentGen>, probes: Vec<Probe
             });
         }
     }
-    for (n, (base, severity, customers, planned, salt, actions)) in incidents.into_iter().enumerate() {
+    for (n, (base, severity, customers, planned, salt, actions)) in
+        incidents.into_iter().enumerate()
+    {
         let incident = format!("I{n}");
         out.push(Ev {
             id: format!("{salt:04x}-{incident}-0"),
@@ -1150,7 +1403,9 @@ fn build(tickets: Vec<TicketGen>, incidents: Vec<IncidentGen>, probes: Vec<Probe
             });
         }
     }
-    for (n, (cust, minute, success, api, salt, (segment, timezone))) in probes.into_iter().enumerate() {
+    for (n, (cust, minute, success, api, salt, (segment, timezone))) in
+        probes.into_iter().enumerate()
+    {
         out.push(Ev {
             id: format!("{salt:04x}-P{n}"),
             at: at_minute(minute, 0),
@@ -1192,26 +1447,54 @@ impl fmt::Debug for Scenario {
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
-    let now = prop_oneof![Just(r1() + 2 * DAY), (1440..RANGE_MIN).prop_map(|m| r0() + m * MINUTE)];
-    let items = (vec(gen_ticket(), 0..10), vec(gen_incident(), 0..5), vec(gen_probe(), 0..20));
-    (items, now, 0i64..12, vec(any::<Index>(), 0..6), any::<Index>())
+    let now = prop_oneof![
+        Just(r1() + 2 * DAY),
+        (1440..RANGE_MIN).prop_map(|m| r0() + m * MINUTE)
+    ];
+    let items = (
+        vec(gen_ticket(), 0..10),
+        vec(gen_incident(), 0..5),
+        vec(gen_probe(), 0..20),
+    );
+    (
+        items,
+        now,
+        0i64..12,
+        vec(any::<Index>(), 0..6),
+        any::<Index>(),
+    )
         .prop_flat_map(|((tickets, incidents, probes), now, day, dups, pick)| {
             let events = build(tickets, incidents, probes);
             let mut fed = events.clone();
             if !events.is_empty() {
                 fed.extend(dups.iter().map(|d| events[d.index(events.len())].clone()));
             }
-            (Just(events), Just(fed).prop_shuffle(), Just((now, day, pick)))
+            (
+                Just(events),
+                Just(fed).prop_shuffle(),
+                Just((now, day, pick)),
+            )
         })
-        .prop_map(|(events, shuffled, (now, day, pick))| Scenario { events, shuffled, now, day, pick })
+        .prop_map(|(events, shuffled, (now, day, pick))| Scenario {
+            events,
+            shuffled,
+            now,
+            day,
+            pick,
+        })
 }
 
 /// The instants the results are checked at: the scenario's now, and both
 /// sides of one running clock's breach instant (not yet counted at exactly
 /// that instant, counted one minute later).
 fn nows(sc: &Scenario, model: &Model) -> Vec<Millis> {
-    let running: Vec<Millis> =
-        model.breaches.values().flatten().filter(|b| b.stopped_at.is_none()).map(|b| b.breached_at).collect();
+    let running: Vec<Millis> = model
+        .breaches
+        .values()
+        .flatten()
+        .filter(|b| b.stopped_at.is_none())
+        .map(|b| b.breached_at)
+        .collect();
     let mut out = vec![sc.now];
     if !running.is_empty() {
         let b = running[sc.pick.index(running.len())];
@@ -1225,12 +1508,18 @@ fn check(sc: &Scenario) -> Result<(), TestCaseError> {
 
     let mut sorted = engine();
     let applied = feed(&mut sorted, &sc.events);
-    prop_assert!(applied.iter().all(|a| *a == Applied::Accepted), "sorted feed: {applied:?}");
+    prop_assert!(
+        applied.iter().all(|a| *a == Applied::Accepted),
+        "sorted feed: {applied:?}"
+    );
     let mut shuffled = engine();
     let applied = feed(&mut shuffled, &sc.shuffled);
     let accepted = applied.iter().filter(|a| **a == Applied::Accepted).count();
     let duplicate = applied.iter().filter(|a| **a == Applied::Duplicate).count();
-    prop_assert_eq!((accepted, duplicate), (sc.events.len(), sc.shuffled.len() - sc.events.len()));
+    prop_assert_eq!(
+        (accepted, duplicate),
+        (sc.events.len(), sc.shuffled.len() - sc.events.len())
+    );
 
     for now in nows(sc, &model) {
         let expected = observe_model(&model, now, sc.day);
@@ -1268,11 +1557,25 @@ proptest! {
 // ---------------------------------------------------------------------------
 // The model itself, checked on hand-computed cases.
 
-fn tev(id: &str, at: &str, ticket: &str, customer: &'static str, action: &'static str, priority: Option<u8>) -> Ev {
+fn tev(
+    id: &str,
+    at: &str,
+    ticket: &str,
+    customer: &'static str,
+    action: &'static str,
+    priority: Option<u8>,
+) -> Ev {
     Ev {
         id: id.into(),
         at: t(at),
-        what: What::Ticket { ticket: ticket.into(), customer, action, priority, segment: None, timezone: None },
+        what: What::Ticket {
+            ticket: ticket.into(),
+            customer,
+            action,
+            priority,
+            segment: None,
+            timezone: None,
+        },
     }
 }
 
@@ -1281,15 +1584,30 @@ fn model_calendar_counts_the_repeated_hours() {
     // acme Sunday 01:30-03:30 Berlin on 2026-10-25: 23:30Z .. 02:30Z = 3 h.
     let acme = 0;
     let count = |cal: usize, from: &str, to: &str| {
-        (t(from)..t(to)).step_by(MINUTE as usize).filter(|m| in_calendar(cal, *m)).count()
+        (t(from)..t(to))
+            .step_by(MINUTE as usize)
+            .filter(|m| in_calendar(cal, *m))
+            .count()
     };
-    assert_eq!(count(acme, "2026-10-24T12:00:00Z", "2026-10-25T12:00:00Z"), 180);
+    assert_eq!(
+        count(acme, "2026-10-24T12:00:00Z", "2026-10-25T12:00:00Z"),
+        180
+    );
     // initech Sunday 00:30-03:30 New York on 2026-11-01: 04:30Z .. 08:30Z = 4 h.
-    assert_eq!(count(1, "2026-11-01T00:00:00Z", "2026-11-01T12:00:00Z"), 240);
+    assert_eq!(
+        count(1, "2026-11-01T00:00:00Z", "2026-11-01T12:00:00Z"),
+        240
+    );
     // Holidays: acme Tue 2026-10-27, initech Fri 2026-10-30.
-    assert_eq!(count(acme, "2026-10-27T00:00:00Z", "2026-10-28T00:00:00Z"), 0);
+    assert_eq!(
+        count(acme, "2026-10-27T00:00:00Z", "2026-10-28T00:00:00Z"),
+        0
+    );
     assert_eq!(count(1, "2026-10-30T00:00:00Z", "2026-10-31T00:00:00Z"), 0);
-    assert_eq!(count(1, "2026-10-29T00:00:00Z", "2026-10-30T00:00:00Z"), 7 * 60);
+    assert_eq!(
+        count(1, "2026-10-29T00:00:00Z", "2026-10-30T00:00:00Z"),
+        7 * 60
+    );
 }
 
 #[test]
@@ -1297,9 +1615,19 @@ fn model_breach_instant_on_a_business_calendar() {
     // acme, enterprise P1 response = 30m, opened Fri 2026-10-23 16:45 CEST
     // (14:45Z): 15 min Friday, then Sunday 01:30 CEST (Oct 24 23:30Z) + 15 min.
     let now = grid_end() - HOUR;
-    let events = vec![tev("1", "2026-10-23T14:45:00Z", "T", "acme", "opened", Some(0))];
+    let events = vec![tev(
+        "1",
+        "2026-10-23T14:45:00Z",
+        "T",
+        "acme",
+        "opened",
+        Some(0),
+    )];
     let model = Model::new(&events);
-    let b: Vec<_> = model.breaches(now)["response"].iter().map(|b| (b.breached_at, b.stopped_at)).collect();
+    let b: Vec<_> = model.breaches(now)["response"]
+        .iter()
+        .map(|b| (b.breached_at, b.stopped_at))
+        .collect();
     assert_eq!(b, vec![(t("2026-10-24T23:45:00Z"), None)]);
 }
 
@@ -1311,7 +1639,13 @@ fn zeta_probe(id: &str, at: &str, segment: Option<&'static str>) -> Ev {
     Ev {
         id: id.into(),
         at: t(at),
-        what: What::Probe { customer: "zeta", success: true, service: "api", segment, timezone: None },
+        what: What::Probe {
+            customer: "zeta",
+            success: true,
+            service: "api",
+            segment,
+            timezone: None,
+        },
     }
 }
 
@@ -1329,16 +1663,30 @@ fn probe_exclusion_follows_a_segment_set_by_an_earlier_dated_event() {
     let model = Model::new(&[earlier.clone(), inside.clone()]);
     let api = &SLOS[6];
     let zeta = ScopeM::Customer("zeta".into());
-    assert_eq!(model.numbers(api, &zeta, r0(), grid_end(), wall_now()), [1, 1, 0, 0]);
-    for (label, order) in
-        [("in time order", vec![earlier.clone(), inside.clone()]), ("out of order", vec![inside, earlier])]
-    {
+    assert_eq!(
+        model.numbers(api, &zeta, r0(), grid_end(), wall_now()),
+        [1, 1, 0, 0]
+    );
+    for (label, order) in [
+        ("in time order", vec![earlier.clone(), inside.clone()]),
+        ("out of order", vec![inside, earlier]),
+    ] {
         let mut e = engine();
         feed(&mut e, &order);
         let c = e.customers().lookup("zeta").expect("zeta is known");
         assert_eq!(&*e.customers().get(c).segment, "standard", "{label}");
-        let n = e.numbers(e.slo_index("api").expect("slo"), &Scope::Customer(c), r0(), grid_end(), wall_now());
-        assert_eq!((n.total, n.good), (1.0, 1.0), "{label}: the probe inside the exclusion is still counted");
+        let n = e.numbers(
+            e.slo_index("api").expect("slo"),
+            &Scope::Customer(c),
+            r0(),
+            grid_end(),
+            wall_now(),
+        );
+        assert_eq!(
+            (n.total, n.good),
+            (1.0, 1.0),
+            "{label}: the probe inside the exclusion is still counted"
+        );
     }
 }
 
@@ -1350,7 +1698,14 @@ fn pause_set_while_resolved_holds_after_the_reopen() {
     // §3), so the reopened clock is paused: 30 min used, no breach, nothing
     // counted yet.
     let events = vec![
-        tev("1", "2026-10-22T00:00:00Z", "T", "globex", "opened", Some(0)),
+        tev(
+            "1",
+            "2026-10-22T00:00:00Z",
+            "T",
+            "globex",
+            "opened",
+            Some(0),
+        ),
         tev("2", "2026-10-22T00:30:00Z", "T", "globex", "resolved", None),
         tev("3", "2026-10-22T01:00:00Z", "T", "globex", "paused", None),
         tev("4", "2026-10-22T02:00:00Z", "T", "globex", "reopened", None),
@@ -1361,8 +1716,16 @@ fn pause_set_while_resolved_holds_after_the_reopen() {
     let mut e = engine();
     feed(&mut e, &events);
     let s = e.slo_index("resolution").expect("slo");
-    let breaches: Vec<_> = e.breaches(Some(s), None, now).into_iter().map(|b| format_rfc3339(b.breached_at)).collect();
-    assert_eq!(breaches, Vec::<String>::new(), "the engine ignores the pause and breaches 3.5 h after the reopen");
+    let breaches: Vec<_> = e
+        .breaches(Some(s), None, now)
+        .into_iter()
+        .map(|b| format_rfc3339(b.breached_at))
+        .collect();
+    assert_eq!(
+        breaches,
+        Vec::<String>::new(),
+        "the engine ignores the pause and breaches 3.5 h after the reopen"
+    );
     let globex = Scope::Customer(e.customers().lookup("globex").expect("registry"));
     assert_eq!(e.numbers(s, &globex, r0(), grid_end(), now).total, 0.0);
 }

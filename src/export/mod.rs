@@ -12,8 +12,16 @@ pub fn render(engine: &Engine) -> String {
     let mut kinds: Vec<_> = engine.counts.iter().collect();
     kinds.sort_by_key(|(k, _)| **k);
     for (kind, c) in kinds {
-        for (result, n) in [("accepted", c.accepted), ("duplicate", c.duplicate), ("late", c.late), ("invalid", c.invalid)] {
-            let _ = writeln!(out, "slastream_ingest_events_total{{kind=\"{kind}\",result=\"{result}\"}} {n}");
+        for (result, n) in [
+            ("accepted", c.accepted),
+            ("duplicate", c.duplicate),
+            ("late", c.late),
+            ("invalid", c.invalid),
+        ] {
+            let _ = writeln!(
+                out,
+                "slastream_ingest_events_total{{kind=\"{kind}\",result=\"{result}\"}} {n}"
+            );
         }
     }
     out.push_str("# HELP slastream_ingest_watermark_timestamp_seconds Largest occurred_at among applied events.\n");

@@ -24,7 +24,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::model::slo::{CustomerDef, PRIORITIES, SEVERITIES};
-use crate::model::time::{floor_minute, parse_duration, parse_rfc3339, Millis, DAY, MINUTE, SECOND};
+use crate::model::time::{
+    floor_minute, parse_duration, parse_rfc3339, Millis, DAY, MINUTE, SECOND,
+};
 
 use plan::{IncidentSeed, IncidentStep, TicketStep};
 
@@ -87,7 +89,13 @@ pub struct GenSettings {
 impl GenSettings {
     /// `customers` synthetic customers probed on [`DEFAULT_SERVICES`], the
     /// first of which burns.
-    pub fn synthetic(seed: u64, customers: usize, rate: f64, start: Millis, duration: Millis) -> GenSettings {
+    pub fn synthetic(
+        seed: u64,
+        customers: usize,
+        rate: f64,
+        start: Millis,
+        duration: Millis,
+    ) -> GenSettings {
         let services: Vec<String> = DEFAULT_SERVICES.iter().map(|s| s.to_string()).collect();
         GenSettings {
             seed,
@@ -302,7 +310,11 @@ impl Generator {
 
         // Split the rate: incidents are a fixed few per day, tickets a share,
         // probes the rest.
-        let rate = if rate.is_finite() && rate > 0.0 { rate } else { 0.0 };
+        let rate = if rate.is_finite() && rate > 0.0 {
+            rate
+        } else {
+            0.0
+        };
         let live = rate > 0.0 && !customers.is_empty() && duration > 0;
         let incident_rate = INCIDENTS_PER_DAY * plan::EVENTS_PER_INCIDENT / (DAY / SECOND) as f64;
         let ticket_rate = TICKET_SHARE * rate;
@@ -507,7 +519,13 @@ impl Generator {
             .min(self.customers.len() - 1)
     }
 
-    fn ticket(&mut self, id: String, customer: u32, mut steps: Vec<TicketStep>, at: Millis) -> Option<GenEvent> {
+    fn ticket(
+        &mut self,
+        id: String,
+        customer: u32,
+        mut steps: Vec<TicketStep>,
+        at: Millis,
+    ) -> Option<GenEvent> {
         let step = steps.pop()?;
         let mut out = self.head("ticket", at);
         out.push(',');
@@ -525,7 +543,14 @@ impl Generator {
         out.push('}');
         let key = id.clone();
         if let Some(next) = steps.last().map(|s| s.at) {
-            self.schedule(next, Task::Ticket { id, customer, steps });
+            self.schedule(
+                next,
+                Task::Ticket {
+                    id,
+                    customer,
+                    steps,
+                },
+            );
         }
         Some(GenEvent {
             at,
@@ -574,7 +599,9 @@ impl Generator {
             }
             v
         } else if roll < 0.85 {
-            let zone = self.customers[self.rng.random_range(0..n) as usize].zone.iana_name();
+            let zone = self.customers[self.rng.random_range(0..n) as usize]
+                .zone
+                .iana_name();
             (0..n)
                 .filter(|c| self.customers[*c as usize].zone.iana_name() == zone)
                 .collect()
@@ -588,7 +615,12 @@ impl Generator {
         out
     }
 
-    fn incident(&mut self, id: String, mut steps: Vec<IncidentStep>, at: Millis) -> Option<GenEvent> {
+    fn incident(
+        &mut self,
+        id: String,
+        mut steps: Vec<IncidentStep>,
+        at: Millis,
+    ) -> Option<GenEvent> {
         let step = steps.pop()?;
         let mut out = self.head("incident", at);
         out.push(',');
@@ -661,7 +693,11 @@ impl Iterator for Generator {
                     );
                     None
                 }
-                Task::Ticket { id, customer, steps } => self.ticket(id, customer, steps, at),
+                Task::Ticket {
+                    id,
+                    customer,
+                    steps,
+                } => self.ticket(id, customer, steps, at),
                 Task::Incident { id, steps } => self.incident(id, steps, at),
             };
             if event.is_some() {
@@ -732,7 +768,10 @@ fn mean_business_weight() -> f64 {
         Weekday::Saturday,
         Weekday::Sunday,
     ];
-    let sum: f64 = days.iter().flat_map(|d| (0..24).map(move |h| weight_at(*d, h))).sum();
+    let sum: f64 = days
+        .iter()
+        .flat_map(|d| (0..24).map(move |h| weight_at(*d, h)))
+        .sum();
     sum / (7.0 * 24.0)
 }
 
@@ -746,7 +785,11 @@ fn ticket_events_within(seed: u64, duration: Millis) -> f64 {
     let mut events = 0usize;
     for _ in 0..SAMPLES {
         let left = ((1.0 - rng.random::<f64>()) * duration as f64) as Millis;
-        events += plan::ticket(&mut rng, 0).iter().filter(|s| s.at < left).count().max(1);
+        events += plan::ticket(&mut rng, 0)
+            .iter()
+            .filter(|s| s.at < left)
+            .count()
+            .max(1);
     }
     events as f64 / SAMPLES as f64
 }
@@ -769,7 +812,12 @@ fn run_tag(
         z ^ (z >> 31)
     }
     let mut h = mix(0, seed);
-    for v in [start as u64, duration as u64, rate.to_bits(), customers as u64] {
+    for v in [
+        start as u64,
+        duration as u64,
+        rate.to_bits(),
+        customers as u64,
+    ] {
         h = mix(h, v);
     }
     for s in registry.iter().map(|c| &c.id).chain(services) {
@@ -809,9 +857,9 @@ pub fn run_cli(
     if kafka.is_some() {
         bail!("--kafka is not supported by this build; pipe NDJSON instead");
     }
-    let span = parse_duration(duration)
-        .filter(|d| *d > 0)
-        .ok_or_else(|| anyhow!("invalid --duration {duration:?}: expected a positive <n><unit> such as 1h or 7d"))?;
+    let span = parse_duration(duration).filter(|d| *d > 0).ok_or_else(|| {
+        anyhow!("invalid --duration {duration:?}: expected a positive <n><unit> such as 1h or 7d")
+    })?;
     if !(rate.is_finite() && rate > 0.0) {
         bail!("invalid --rate {rate}: expected a positive number of events per second");
     }

@@ -113,7 +113,11 @@ fn space_out(times: impl Iterator<Item = Millis>) -> Vec<Millis> {
 /// One ticket from `opened` at `t0` to its final step.
 pub(super) fn ticket(rng: &mut SmallRng, t0: Millis) -> Vec<TicketStep> {
     let p = weighted(rng, &PRIORITY_WEIGHTS) as Level;
-    let step = |at, action, priority| TicketStep { at, action, priority };
+    let step = |at, action, priority| TicketStep {
+        at,
+        action,
+        priority,
+    };
     let mut steps = vec![step(t0, TicketAction::Opened, Some(p))];
     let responded = t0 + delay(rng, RESPONSE_MEDIAN[p as usize], 1.0);
 
@@ -167,7 +171,11 @@ pub(super) fn ticket(rng: &mut SmallRng, t0: Millis) -> Vec<TicketStep> {
         // "Still broken": most customers notice within the day.
         let reopened = resolved + delay(rng, 6 * HOUR, 1.0);
         steps.push(step(reopened, TicketAction::Reopened, None));
-        steps.push(step(reopened + delay(rng, 5 * HOUR, 0.8), TicketAction::Resolved, None));
+        steps.push(step(
+            reopened + delay(rng, 5 * HOUR, 0.8),
+            TicketAction::Resolved,
+            None,
+        ));
     }
     finish(steps)
 }
@@ -194,7 +202,12 @@ pub(super) fn severity(rng: &mut SmallRng, planned: bool) -> Level {
 /// One incident from `opened` (at `t0`, or the next quarter hour for planned
 /// maintenance) to `resolved`. `n_customers` bounds the customers a changed
 /// `customer_ids` list may add.
-pub(super) fn incident(rng: &mut SmallRng, t0: Millis, seed: IncidentSeed, n_customers: u32) -> Vec<IncidentStep> {
+pub(super) fn incident(
+    rng: &mut SmallRng,
+    t0: Millis,
+    seed: IncidentSeed,
+    n_customers: u32,
+) -> Vec<IncidentStep> {
     let IncidentSeed {
         severity: sev,
         customers,
@@ -222,7 +235,10 @@ pub(super) fn incident(rng: &mut SmallRng, t0: Millis, seed: IncidentSeed, n_cus
         let ack = start + uniform(rng, 1.0, 3.0) as Millis * MINUTE;
         let end = start + ceil_to((uniform(rng, 0.5, 3.0) * HOUR as f64) as Millis, 5 * MINUTE);
         vec![
-            IncidentStep { at: start, ..opened },
+            IncidentStep {
+                at: start,
+                ..opened
+            },
             step(ack, IncidentAction::Acknowledged),
             step(end, IncidentAction::Resolved),
         ]
@@ -296,10 +312,15 @@ mod tests {
             assert!(steps.windows(2).all(|w| w[0].at < w[1].at), "{steps:?}");
             assert!(steps.iter().all(|s| s.at % SECOND == 0));
             for s in &steps {
-                let needs = matches!(s.action, TicketAction::Opened | TicketAction::PriorityChanged);
+                let needs = matches!(
+                    s.action,
+                    TicketAction::Opened | TicketAction::PriorityChanged
+                );
                 assert_eq!(s.priority.is_some(), needs, "{steps:?}");
             }
-            let cancel = steps.iter().position(|s| s.action == TicketAction::Canceled);
+            let cancel = steps
+                .iter()
+                .position(|s| s.action == TicketAction::Canceled);
             assert!(cancel.is_none_or(|i| i == steps.len() - 1));
         }
     }
@@ -317,7 +338,10 @@ mod tests {
             };
             let steps = incident(&mut rng, 1_000_000_000_123, seed, 12);
             assert_eq!(steps[0].action, IncidentAction::Opened);
-            assert_eq!(steps.last().map(|s| s.action), Some(IncidentAction::Resolved));
+            assert_eq!(
+                steps.last().map(|s| s.action),
+                Some(IncidentAction::Resolved)
+            );
             assert!(steps.windows(2).all(|w| w[0].at < w[1].at), "{steps:?}");
             assert!(steps[1..]
                 .iter()

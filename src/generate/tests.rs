@@ -47,7 +47,11 @@ fn every_event_decodes_and_matches_its_envelope() {
         let ev = decode(e.json.as_bytes()).unwrap_or_else(|err| panic!("{err:?}: {}", e.json));
         assert_eq!(ev.occurred_at, e.at, "{}", e.json);
         assert!(e.at >= start() && e.at < end, "{}", e.json);
-        assert!(ids.insert(ev.event_id.to_string()), "duplicate event_id: {}", e.json);
+        assert!(
+            ids.insert(ev.event_id.to_string()),
+            "duplicate event_id: {}",
+            e.json
+        );
         let (kind, key) = match &ev.body {
             Body::Ticket(t) => ("ticket", t.ticket_id.to_string()),
             Body::Incident(i) => ("incident", i.incident_id.to_string()),
@@ -109,20 +113,40 @@ fn lifecycles_are_in_order_and_some_tickets_stay_open() {
     let mut incidents: BTreeMap<String, Vec<IncidentAction>> = BTreeMap::new();
     for e in &events {
         match decode(e.json.as_bytes()).unwrap().body {
-            Body::Ticket(t) => tickets.entry(t.ticket_id.into_owned()).or_default().push(t.action),
-            Body::Incident(i) => incidents.entry(i.incident_id.into_owned()).or_default().push(i.action),
+            Body::Ticket(t) => tickets
+                .entry(t.ticket_id.into_owned())
+                .or_default()
+                .push(t.action),
+            Body::Incident(i) => incidents
+                .entry(i.incident_id.into_owned())
+                .or_default()
+                .push(i.action),
             Body::Probe(_) => {}
         }
     }
     for (id, actions) in &tickets {
         assert_eq!(actions[0], TicketAction::Opened, "{id}: {actions:?}");
-        assert_eq!(actions.iter().filter(|a| **a == TicketAction::Opened).count(), 1);
+        assert_eq!(
+            actions
+                .iter()
+                .filter(|a| **a == TicketAction::Opened)
+                .count(),
+            1
+        );
         let cancel = actions.iter().position(|a| *a == TicketAction::Canceled);
-        assert!(cancel.is_none_or(|i| i == actions.len() - 1), "{id}: {actions:?}");
+        assert!(
+            cancel.is_none_or(|i| i == actions.len() - 1),
+            "{id}: {actions:?}"
+        );
     }
     let open = tickets
         .values()
-        .filter(|a| !matches!(a.last(), Some(TicketAction::Resolved | TicketAction::Canceled)))
+        .filter(|a| {
+            !matches!(
+                a.last(),
+                Some(TicketAction::Resolved | TicketAction::Canceled)
+            )
+        })
         .count();
     assert!(open >= 1, "no ticket left open");
     for (id, actions) in &incidents {
@@ -134,7 +158,10 @@ fn lifecycles_are_in_order_and_some_tickets_stay_open() {
 
 #[test]
 fn event_count_follows_the_rate_and_tickets_are_a_few_percent() {
-    for settings in [two_days(3), GenSettings::synthetic(3, 12, 20.0, start(), 3 * HOUR)] {
+    for settings in [
+        two_days(3),
+        GenSettings::synthetic(3, 12, 20.0, start(), 3 * HOUR),
+    ] {
         let expected = settings.rate * (settings.duration / SECOND) as f64;
         let events = collect(settings);
         let n = events.len() as f64;
@@ -143,7 +170,11 @@ fn event_count_follows_the_rate_and_tickets_are_a_few_percent() {
             "{n} events, expected {expected}"
         );
         let tickets = events.iter().filter(|e| e.kind == "ticket").count() as f64;
-        assert!((0.015..=0.05).contains(&(tickets / n)), "ticket share {}", tickets / n);
+        assert!(
+            (0.015..=0.05).contains(&(tickets / n)),
+            "ticket share {}",
+            tickets / n
+        );
     }
 }
 
@@ -154,14 +185,23 @@ fn synthetic_customers_carry_consistent_segment_and_zone() {
     for e in &events {
         let ev = decode(e.json.as_bytes()).unwrap();
         let Some(c) = ev.customer_id else { continue };
-        let tags = (ev.segment.unwrap().into_owned(), ev.timezone.unwrap().into_owned());
-        assert_eq!(seen.entry(c.into_owned()).or_insert_with(|| tags.clone()), &tags);
+        let tags = (
+            ev.segment.unwrap().into_owned(),
+            ev.timezone.unwrap().into_owned(),
+        );
+        assert_eq!(
+            seen.entry(c.into_owned()).or_insert_with(|| tags.clone()),
+            &tags
+        );
     }
     assert_eq!(seen.len(), 12);
     assert_eq!(seen.keys().next().map(String::as_str), Some("cust-001"));
     let segments: BTreeSet<_> = seen.values().map(|(s, _)| s.as_str()).collect();
     let zones: BTreeSet<_> = seen.values().map(|(_, z)| z.as_str()).collect();
-    assert_eq!(segments, BTreeSet::from(["business", "enterprise", "standard"]));
+    assert_eq!(
+        segments,
+        BTreeSet::from(["business", "enterprise", "standard"])
+    );
     assert!(zones.len() >= 5, "{zones:?}");
 }
 
@@ -177,7 +217,9 @@ fn the_burning_service_fails_in_the_second_half_only() {
                 p.probe_id,
                 format!("probe-{}-{}", p.service, p.region.as_deref().unwrap())
             );
-            let s = stats.entry((p.service.into_owned(), e.at >= mid)).or_default();
+            let s = stats
+                .entry((p.service.into_owned(), e.at >= mid))
+                .or_default();
             s.0 += 1;
             s.1 += !p.success as u32;
             if p.success {
@@ -190,12 +232,18 @@ fn the_burning_service_fails_in_the_second_half_only() {
         if service == "api" && second_half {
             assert!((0.04..=0.11).contains(&failure), "{service}: {failure}");
         } else {
-            assert!(failure < 0.01, "{service} second_half={second_half}: {failure}");
+            assert!(
+                failure < 0.01,
+                "{service} second_half={second_half}: {failure}"
+            );
         }
         latencies.sort_by(f64::total_cmp);
         let median = latencies[latencies.len() / 2];
         let p99 = latencies[latencies.len() * 99 / 100];
-        assert!((70.0..=250.0).contains(&median), "{service}: median {median}");
+        assert!(
+            (70.0..=250.0).contains(&median),
+            "{service}: median {median}"
+        );
         assert!(p99 > 1.5 * median, "{service}: no tail ({median} / {p99})");
     }
 }
@@ -248,7 +296,10 @@ filter = { service = "search" }
         customers,
         BTreeSet::from(["acme".to_string(), "globex \"intl\"".to_string()])
     );
-    assert_eq!(services, BTreeSet::from(["checkout".to_string(), "search".to_string()]));
+    assert_eq!(
+        services,
+        BTreeSet::from(["checkout".to_string(), "search".to_string()])
+    );
 }
 
 #[test]
@@ -309,5 +360,8 @@ fn ndjson_throughput() {
     let t = std::time::Instant::now();
     let lines = write_ndjson(g, io::sink()).unwrap();
     let secs = t.elapsed().as_secs_f64();
-    eprintln!("{lines} lines in {secs:.2}s: {:.0} lines/s", lines as f64 / secs);
+    eprintln!(
+        "{lines} lines in {secs:.2}s: {:.0} lines/s",
+        lines as f64 / secs
+    );
 }

@@ -7,7 +7,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 
 use super::slo::{parse_priority, parse_severity, Level};
 use super::time::{parse_rfc3339, Millis};
@@ -64,7 +66,9 @@ pub struct ProbeBody<'a> {
     pub latency_ms: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum TicketAction {
     Opened,
     Responded,
@@ -76,7 +80,9 @@ pub enum TicketAction {
     Canceled,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum IncidentAction {
     Opened,
     Acknowledged,
@@ -201,7 +207,9 @@ impl Event<'_> {
                     incident_id: owned(i.incident_id),
                     action: i.action,
                     severity: i.severity,
-                    customer_ids: i.customer_ids.map(|ids| ids.into_iter().map(owned).collect()),
+                    customer_ids: i
+                        .customer_ids
+                        .map(|ids| ids.into_iter().map(owned).collect()),
                     service: i.service.map(owned),
                     planned: i.planned,
                 }),
@@ -255,7 +263,9 @@ const MAX_EVENT_ID_CHARS: usize = 128;
 /// labels do not split; `latency_ms` of `-0` becomes `0`.
 pub fn decode(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
     if bytes.len() > MAX_EVENT_BYTES {
-        return Err(invalid(format!("event larger than {MAX_EVENT_BYTES} bytes")));
+        return Err(invalid(format!(
+            "event larger than {MAX_EVENT_BYTES} bytes"
+        )));
     }
     // `serde_json::from_slice` checks UTF-8 only in the strings it decodes,
     // not in the ones it skips, so the whole message is checked here; parsing
@@ -263,13 +273,24 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
     // (about a tenth of the decoding time).
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
-        Err(e) => return Err(invalid(format!("invalid UTF-8 at byte {}", e.valid_up_to()))),
+        Err(e) => {
+            return Err(invalid(format!(
+                "invalid UTF-8 at byte {}",
+                e.valid_up_to()
+            )))
+        }
     };
     // `Raw` is large; filling it in place keeps it from being copied through
     // the deserializer's return values.
-    let mut raw = Raw { vals: Default::default(), dups: 0 };
+    let mut raw = Raw {
+        vals: Default::default(),
+        dups: 0,
+    };
     let mut de = serde_json::Deserializer::from_str(text);
-    if let Err(e) = RawSeed(&mut raw).deserialize(&mut de).and_then(|()| de.end()) {
+    if let Err(e) = RawSeed(&mut raw)
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+    {
         return Err(syntax_error(bytes, e));
     }
     raw.validate()
@@ -277,7 +298,9 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
 
 /// Error path only: tells "not JSON" from "JSON, but not an object".
 fn syntax_error(bytes: &[u8], err: serde_json::Error) -> InvalidEvent {
-    let first = bytes.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    let first = bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
     if first == Some(&b'{') {
         return invalid(format!("invalid JSON: {err}"));
     }
@@ -288,7 +311,9 @@ fn syntax_error(bytes: &[u8], err: serde_json::Error) -> InvalidEvent {
 }
 
 fn invalid(reason: impl Into<String>) -> InvalidEvent {
-    InvalidEvent { reason: reason.into() }
+    InvalidEvent {
+        reason: reason.into(),
+    }
 }
 
 /// A value from the message for use inside a reason: JSON-like quoting with
@@ -619,7 +644,14 @@ impl<'a> Raw<'a> {
             Kind::Incident => Body::Incident(self.incident()?),
             Kind::Probe => Body::Probe(self.probe()?),
         };
-        Ok(Event { event_id, occurred_at, customer_id, segment, timezone, body })
+        Ok(Event {
+            event_id,
+            occurred_at,
+            customer_id,
+            segment,
+            timezone,
+            body,
+        })
     }
 
     fn ticket(&mut self) -> Result<TicketBody<'a>, InvalidEvent> {
@@ -664,18 +696,31 @@ impl<'a> Raw<'a> {
             Val::Missing => None,
             Val::StrList(ids) => {
                 if ids.iter().any(|id| id.is_empty()) {
-                    return Err(invalid("field \"customer_ids\" must not contain an empty string"));
+                    return Err(invalid(
+                        "field \"customer_ids\" must not contain an empty string",
+                    ));
                 }
                 Some(ids)
             }
-            _ => return Err(invalid("field \"customer_ids\" must be an array of strings")),
+            _ => {
+                return Err(invalid(
+                    "field \"customer_ids\" must be an array of strings",
+                ))
+            }
         };
         let service = self.opt_str(Key::Service)?;
         let planned = match self.field(Key::Planned, Need::Optional)? {
             Val::Missing => false,
             v => boolean(Key::Planned, v)?,
         };
-        Ok(IncidentBody { incident_id, action, severity, customer_ids, service, planned })
+        Ok(IncidentBody {
+            incident_id,
+            action,
+            severity,
+            customer_ids,
+            service,
+            planned,
+        })
     }
 
     fn probe(&mut self) -> Result<ProbeBody<'a>, InvalidEvent> {
@@ -688,7 +733,13 @@ impl<'a> Raw<'a> {
             Val::Num(n) if n >= 0.0 => n + 0.0,
             _ => return Err(invalid("field \"latency_ms\" must be a number >= 0")),
         };
-        Ok(ProbeBody { probe_id, service, region, success, latency_ms })
+        Ok(ProbeBody {
+            probe_id,
+            service,
+            region,
+            success,
+            latency_ms,
+        })
     }
 
     /// The field's value, taken out of `self`; `Val::Missing` when an
@@ -793,13 +844,29 @@ fn not_a_boolean(key: Key) -> InvalidEvent {
 }
 
 fn unknown_action(action: &str, kind: &str) -> InvalidEvent {
-    invalid(format!("unknown action {} for kind \"{kind}\"", quote(action)))
+    invalid(format!(
+        "unknown action {} for kind \"{kind}\"",
+        quote(action)
+    ))
 }
 
 /// A priority or severity string, parsed by `parse`.
-fn level(key: Key, val: Val<'_>, parse: fn(&str) -> Option<Level>, range: &str) -> Result<Level, InvalidEvent> {
-    let Val::Str(s) = val else { return Err(not_a_string(key)) };
-    parse(&s).ok_or_else(|| invalid(format!("unknown {} {} (expected {range})", key.name(), quote(&s))))
+fn level(
+    key: Key,
+    val: Val<'_>,
+    parse: fn(&str) -> Option<Level>,
+    range: &str,
+) -> Result<Level, InvalidEvent> {
+    let Val::Str(s) = val else {
+        return Err(not_a_string(key));
+    };
+    parse(&s).ok_or_else(|| {
+        invalid(format!(
+            "unknown {} {} (expected {range})",
+            key.name(),
+            quote(&s)
+        ))
+    })
 }
 
 /// Zone names seen valid on this thread, each mapped to its canonical
@@ -897,7 +964,9 @@ mod tests {
 
     fn ok(v: &Value) -> Event<'static> {
         let bytes = serde_json::to_vec(v).unwrap();
-        decode(&bytes).map(Event::into_owned).unwrap_or_else(|e| panic!("{v}: {e}"))
+        decode(&bytes)
+            .map(Event::into_owned)
+            .unwrap_or_else(|e| panic!("{v}: {e}"))
     }
 
     fn reason_of(bytes: &[u8]) -> String {
@@ -922,7 +991,9 @@ mod tests {
         assert_eq!(event.customer_id.as_deref(), Some("acme"));
         assert_eq!(event.segment, None);
         assert_eq!(event.timezone, None);
-        let Body::Probe(p) = &event.body else { panic!("{event:?}") };
+        let Body::Probe(p) = &event.body else {
+            panic!("{event:?}")
+        };
         assert!(matches!(p.service, Cow::Borrowed("api")));
         assert_eq!(p.probe_id, "p-1");
         assert_eq!(p.region.as_deref(), Some("eu-west-1"));
@@ -954,7 +1025,11 @@ mod tests {
 
     #[test]
     fn decodes_a_ticket() {
-        let e = ok(&with(with(ticket(), "service", json!("billing")), "segment", json!("enterprise")));
+        let e = ok(&with(
+            with(ticket(), "service", json!("billing")),
+            "segment",
+            json!("enterprise"),
+        ));
         assert_eq!(e.occurred_at, T0);
         assert_eq!(e.segment.as_deref(), Some("enterprise"));
         assert_eq!(
@@ -967,15 +1042,30 @@ mod tests {
                 region: None,
             })
         );
-        for action in ["opened", "responded", "paused", "resumed", "resolved", "reopened", "priority_changed", "canceled"] {
-            let Body::Ticket(t) = ok(&with(ticket(), "action", json!(action))).body else { panic!() };
+        for action in [
+            "opened",
+            "responded",
+            "paused",
+            "resumed",
+            "resolved",
+            "reopened",
+            "priority_changed",
+            "canceled",
+        ] {
+            let Body::Ticket(t) = ok(&with(ticket(), "action", json!(action))).body else {
+                panic!()
+            };
             assert_eq!(t.action.as_str(), action);
         }
     }
 
     #[test]
     fn decodes_an_incident() {
-        let e = ok(&with(with(incident(), "planned", json!(true)), "service", json!("api")));
+        let e = ok(&with(
+            with(incident(), "planned", json!(true)),
+            "service",
+            json!("api"),
+        ));
         assert_eq!(e.customer_id, None);
         assert_eq!(
             e.body,
@@ -989,7 +1079,9 @@ mod tests {
             })
         );
         for action in ["opened", "acknowledged", "mitigated", "resolved"] {
-            let Body::Incident(i) = ok(&with(incident(), "action", json!(action))).body else { panic!() };
+            let Body::Incident(i) = ok(&with(incident(), "action", json!(action))).body else {
+                panic!()
+            };
             assert_eq!(i.action.as_str(), action);
         }
     }
@@ -1017,7 +1109,10 @@ mod tests {
         assert!(decode(&at_limit).is_ok());
         let over = padded(MAX_EVENT_BYTES + 1);
         assert_eq!(reason_of(&over), "event larger than 65536 bytes");
-        assert_eq!(reason_of(&vec![0xff; 70_000]), "event larger than 65536 bytes");
+        assert_eq!(
+            reason_of(&vec![0xff; 70_000]),
+            "event larger than 65536 bytes"
+        );
     }
 
     #[test]
@@ -1030,15 +1125,34 @@ mod tests {
 
     #[test]
     fn rejects_invalid_json() {
-        assert_eq!(reason_of(b""), "invalid JSON: EOF while parsing a value at line 1 column 0");
-        assert_eq!(reason_of(b"{\"event_id\":"), "invalid JSON: EOF while parsing a value at line 1 column 12");
-        assert_eq!(reason_of(b"{} x"), "invalid JSON: trailing characters at line 1 column 4");
-        assert_eq!(reason_of(b"[1,"), "invalid JSON: EOF while parsing a value at line 1 column 3");
-        assert_eq!(reason_of(b"{\"a\":[1,]}"), "invalid JSON: expected value at line 1 column 9");
+        assert_eq!(
+            reason_of(b""),
+            "invalid JSON: EOF while parsing a value at line 1 column 0"
+        );
+        assert_eq!(
+            reason_of(b"{\"event_id\":"),
+            "invalid JSON: EOF while parsing a value at line 1 column 12"
+        );
+        assert_eq!(
+            reason_of(b"{} x"),
+            "invalid JSON: trailing characters at line 1 column 4"
+        );
+        assert_eq!(
+            reason_of(b"[1,"),
+            "invalid JSON: EOF while parsing a value at line 1 column 3"
+        );
+        assert_eq!(
+            reason_of(b"{\"a\":[1,]}"),
+            "invalid JSON: expected value at line 1 column 9"
+        );
         // Deep nesting: serde_json's depth limit guards the stack where values
         // are decoded; skipped values are skipped without recursion.
-        let deep = |key: &str| format!("{{\"{key}\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
-        assert_eq!(reason_of(deep("segment").as_bytes()), "invalid JSON: recursion limit exceeded at line 1 column 138");
+        let deep =
+            |key: &str| format!("{{\"{key}\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(
+            reason_of(deep("segment").as_bytes()),
+            "invalid JSON: recursion limit exceeded at line 1 column 138"
+        );
         assert_eq!(reason_of(deep("x").as_bytes()), "missing field \"kind\"");
     }
 
@@ -1053,29 +1167,68 @@ mod tests {
     fn kind_is_checked_first() {
         assert_eq!(reason(&json!({})), "missing field \"kind\"");
         assert_eq!(reason(&without(probe(), "kind")), "missing field \"kind\"");
-        assert_eq!(reason(&with(probe(), "kind", Value::Null)), "field \"kind\" must not be null");
-        assert_eq!(reason(&with(probe(), "kind", json!(1))), "field \"kind\" must be a string");
-        assert_eq!(reason(&with(probe(), "kind", json!("foo"))), "unknown kind \"foo\"");
-        assert_eq!(reason(&with(probe(), "kind", json!("Probe"))), "unknown kind \"Probe\"");
+        assert_eq!(
+            reason(&with(probe(), "kind", Value::Null)),
+            "field \"kind\" must not be null"
+        );
+        assert_eq!(
+            reason(&with(probe(), "kind", json!(1))),
+            "field \"kind\" must be a string"
+        );
+        assert_eq!(
+            reason(&with(probe(), "kind", json!("foo"))),
+            "unknown kind \"foo\""
+        );
+        assert_eq!(
+            reason(&with(probe(), "kind", json!("Probe"))),
+            "unknown kind \"Probe\""
+        );
         // Several problems: the first in the documented order wins.
-        assert_eq!(reason(&with(without(probe(), "event_id"), "kind", json!("foo"))), "unknown kind \"foo\"");
+        assert_eq!(
+            reason(&with(without(probe(), "event_id"), "kind", json!("foo"))),
+            "unknown kind \"foo\""
+        );
     }
 
     #[test]
     fn values_in_reasons_stay_on_one_line_and_short() {
-        assert_eq!(reason(&with(probe(), "kind", json!("a\nb\"c"))), r#"unknown kind "a\nb\"c""#);
+        assert_eq!(
+            reason(&with(probe(), "kind", json!("a\nb\"c"))),
+            r#"unknown kind "a\nb\"c""#
+        );
         let long = "k".repeat(500);
-        assert_eq!(reason(&with(probe(), "kind", json!(long))), format!("unknown kind \"{}…\"", "k".repeat(64)));
+        assert_eq!(
+            reason(&with(probe(), "kind", json!(long))),
+            format!("unknown kind \"{}…\"", "k".repeat(64))
+        );
     }
 
     #[test]
     fn event_id_rules() {
-        assert_eq!(reason(&without(probe(), "event_id")), "missing field \"event_id\"");
-        assert_eq!(reason(&with(probe(), "event_id", Value::Null)), "field \"event_id\" must not be null");
-        assert_eq!(reason(&with(probe(), "event_id", json!(7))), "field \"event_id\" must be a string");
-        assert_eq!(reason(&with(probe(), "event_id", json!(""))), "field \"event_id\" must not be empty");
+        assert_eq!(
+            reason(&without(probe(), "event_id")),
+            "missing field \"event_id\""
+        );
+        assert_eq!(
+            reason(&with(probe(), "event_id", Value::Null)),
+            "field \"event_id\" must not be null"
+        );
+        assert_eq!(
+            reason(&with(probe(), "event_id", json!(7))),
+            "field \"event_id\" must be a string"
+        );
+        assert_eq!(
+            reason(&with(probe(), "event_id", json!(""))),
+            "field \"event_id\" must not be empty"
+        );
         // 128 two-byte characters are 256 bytes but only 128 chars: accepted.
-        assert_eq!(ok(&with(probe(), "event_id", json!("é".repeat(128)))).event_id.chars().count(), 128);
+        assert_eq!(
+            ok(&with(probe(), "event_id", json!("é".repeat(128))))
+                .event_id
+                .chars()
+                .count(),
+            128
+        );
         assert_eq!(
             reason(&with(probe(), "event_id", json!("é".repeat(129)))),
             "field \"event_id\" must be at most 128 characters"
@@ -1088,8 +1241,14 @@ mod tests {
 
     #[test]
     fn occurred_at_rules() {
-        assert_eq!(reason(&without(probe(), "occurred_at")), "missing field \"occurred_at\"");
-        assert_eq!(reason(&with(probe(), "occurred_at", json!(T0))), "field \"occurred_at\" must be a string");
+        assert_eq!(
+            reason(&without(probe(), "occurred_at")),
+            "missing field \"occurred_at\""
+        );
+        assert_eq!(
+            reason(&with(probe(), "occurred_at", json!(T0))),
+            "field \"occurred_at\" must be a string"
+        );
         assert_eq!(
             reason(&with(probe(), "occurred_at", json!("2026-11-02T09:30:00"))),
             "field \"occurred_at\" must be an RFC 3339 timestamp with offset, got \"2026-11-02T09:30:00\""
@@ -1098,48 +1257,112 @@ mod tests {
             reason(&with(probe(), "occurred_at", json!("yesterday"))),
             "field \"occurred_at\" must be an RFC 3339 timestamp with offset, got \"yesterday\""
         );
-        let e = ok(&with(probe(), "occurred_at", json!("2026-11-02T09:30:00.123999Z")));
+        let e = ok(&with(
+            probe(),
+            "occurred_at",
+            json!("2026-11-02T09:30:00.123999Z"),
+        ));
         assert_eq!(e.occurred_at, T0 + 123);
-        let e = ok(&with(probe(), "occurred_at", json!("2026-11-02T18:30:00+09:00")));
+        let e = ok(&with(
+            probe(),
+            "occurred_at",
+            json!("2026-11-02T18:30:00+09:00"),
+        ));
         assert_eq!(e.occurred_at, T0);
     }
 
     #[test]
     fn customer_id_is_required_for_tickets_and_probes_only() {
-        assert_eq!(reason(&without(probe(), "customer_id")), "missing field \"customer_id\"");
-        assert_eq!(reason(&without(ticket(), "customer_id")), "missing field \"customer_id\"");
-        assert_eq!(reason(&with(ticket(), "customer_id", Value::Null)), "field \"customer_id\" must not be null");
-        assert_eq!(reason(&with(probe(), "customer_id", json!(["a"]))), "field \"customer_id\" must be a string");
-        assert_eq!(reason(&with(probe(), "customer_id", json!(""))), "field \"customer_id\" must not be empty");
+        assert_eq!(
+            reason(&without(probe(), "customer_id")),
+            "missing field \"customer_id\""
+        );
+        assert_eq!(
+            reason(&without(ticket(), "customer_id")),
+            "missing field \"customer_id\""
+        );
+        assert_eq!(
+            reason(&with(ticket(), "customer_id", Value::Null)),
+            "field \"customer_id\" must not be null"
+        );
+        assert_eq!(
+            reason(&with(probe(), "customer_id", json!(["a"]))),
+            "field \"customer_id\" must be a string"
+        );
+        assert_eq!(
+            reason(&with(probe(), "customer_id", json!(""))),
+            "field \"customer_id\" must not be empty"
+        );
         // On an incident it is not a field of the kind: ignored, whatever it holds.
-        assert_eq!(ok(&with(incident(), "customer_id", json!(5))).customer_id, None);
+        assert_eq!(
+            ok(&with(incident(), "customer_id", json!(5))).customer_id,
+            None
+        );
     }
 
     #[test]
     fn segment_and_timezone_are_optional() {
-        let e = ok(&with(with(probe(), "segment", json!("enterprise")), "timezone", json!("Europe/Berlin")));
+        let e = ok(&with(
+            with(probe(), "segment", json!("enterprise")),
+            "timezone",
+            json!("Europe/Berlin"),
+        ));
         assert_eq!(e.segment.as_deref(), Some("enterprise"));
         assert_eq!(e.timezone.as_deref(), Some("Europe/Berlin"));
-        let e = ok(&with(with(probe(), "segment", Value::Null), "timezone", Value::Null));
+        let e = ok(&with(
+            with(probe(), "segment", Value::Null),
+            "timezone",
+            Value::Null,
+        ));
         assert_eq!((e.segment, e.timezone), (None, None));
-        assert_eq!(reason(&with(probe(), "segment", json!(1))), "field \"segment\" must be a string");
-        assert_eq!(reason(&with(probe(), "timezone", json!({}))), "field \"timezone\" must be a string");
+        assert_eq!(
+            reason(&with(probe(), "segment", json!(1))),
+            "field \"segment\" must be a string"
+        );
+        assert_eq!(
+            reason(&with(probe(), "timezone", json!({}))),
+            "field \"timezone\" must be a string"
+        );
     }
 
     #[test]
     fn timezone_must_be_an_iana_zone() {
-        assert_eq!(reason(&with(probe(), "timezone", json!("Mars/Base"))), "invalid timezone \"Mars/Base\"");
-        assert_eq!(reason(&with(probe(), "timezone", json!(""))), "invalid timezone \"\"");
-        assert_eq!(reason(&with(probe(), "timezone", json!("+09:00"))), "invalid timezone \"+09:00\"");
-        assert_eq!(reason(&with(incident(), "timezone", json!("Mars/Base"))), "invalid timezone \"Mars/Base\"");
+        assert_eq!(
+            reason(&with(probe(), "timezone", json!("Mars/Base"))),
+            "invalid timezone \"Mars/Base\""
+        );
+        assert_eq!(
+            reason(&with(probe(), "timezone", json!(""))),
+            "invalid timezone \"\""
+        );
+        assert_eq!(
+            reason(&with(probe(), "timezone", json!("+09:00"))),
+            "invalid timezone \"+09:00\""
+        );
+        assert_eq!(
+            reason(&with(incident(), "timezone", json!("Mars/Base"))),
+            "invalid timezone \"Mars/Base\""
+        );
         // Twice each, so the second answer comes from the cache.
         for _ in 0..2 {
-            let bytes = serde_json::to_vec(&with(probe(), "timezone", json!("Asia/Tokyo"))).unwrap();
-            assert!(matches!(decode(&bytes).unwrap().timezone, Some(Cow::Borrowed("Asia/Tokyo"))));
+            let bytes =
+                serde_json::to_vec(&with(probe(), "timezone", json!("Asia/Tokyo"))).unwrap();
+            assert!(matches!(
+                decode(&bytes).unwrap().timezone,
+                Some(Cow::Borrowed("Asia/Tokyo"))
+            ));
             let e = ok(&with(probe(), "timezone", json!("america/NEW_YORK")));
             assert_eq!(e.timezone.as_deref(), Some("America/New_York"));
-            assert_eq!(ok(&with(probe(), "timezone", json!("UTC"))).timezone.as_deref(), Some("UTC"));
-            assert_eq!(reason(&with(probe(), "timezone", json!("Mars/Base"))), "invalid timezone \"Mars/Base\"");
+            assert_eq!(
+                ok(&with(probe(), "timezone", json!("UTC")))
+                    .timezone
+                    .as_deref(),
+                Some("UTC")
+            );
+            assert_eq!(
+                reason(&with(probe(), "timezone", json!("Mars/Base"))),
+                "invalid timezone \"Mars/Base\""
+            );
         }
     }
 
@@ -1151,43 +1374,92 @@ mod tests {
             let variant: String = name
                 .chars()
                 .enumerate()
-                .map(|(i, c)| if bits >> (i % 13) & 1 == 1 { c.to_ascii_uppercase() } else { c })
+                .map(|(i, c)| {
+                    if bits >> (i % 13) & 1 == 1 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
                 .collect();
             let zone = canonical_zone(Cow::Owned(variant)).unwrap();
             assert_eq!(zone, "Europe/Berlin");
             assert!(KNOWN_ZONES.with_borrow(|z| z.names.len()) <= MAX_CACHED_ZONES);
         }
-        assert_eq!(canonical_zone(Cow::Borrowed("Europe/Berlin")).unwrap(), "Europe/Berlin");
+        assert_eq!(
+            canonical_zone(Cow::Borrowed("Europe/Berlin")).unwrap(),
+            "Europe/Berlin"
+        );
     }
 
     #[test]
     fn ticket_fields() {
-        assert_eq!(reason(&without(ticket(), "ticket_id")), "missing field \"ticket_id\"");
-        assert_eq!(reason(&with(ticket(), "ticket_id", json!(42))), "field \"ticket_id\" must be a string");
-        assert_eq!(reason(&with(ticket(), "ticket_id", json!(""))), "field \"ticket_id\" must not be empty");
-        assert_eq!(reason(&without(ticket(), "action")), "missing field \"action\"");
-        assert_eq!(reason(&with(ticket(), "action", Value::Null)), "field \"action\" must not be null");
-        assert_eq!(reason(&with(ticket(), "action", json!(true))), "field \"action\" must be a string");
-        assert_eq!(reason(&with(ticket(), "action", json!("bar"))), "unknown action \"bar\" for kind \"ticket\"");
+        assert_eq!(
+            reason(&without(ticket(), "ticket_id")),
+            "missing field \"ticket_id\""
+        );
+        assert_eq!(
+            reason(&with(ticket(), "ticket_id", json!(42))),
+            "field \"ticket_id\" must be a string"
+        );
+        assert_eq!(
+            reason(&with(ticket(), "ticket_id", json!(""))),
+            "field \"ticket_id\" must not be empty"
+        );
+        assert_eq!(
+            reason(&without(ticket(), "action")),
+            "missing field \"action\""
+        );
+        assert_eq!(
+            reason(&with(ticket(), "action", Value::Null)),
+            "field \"action\" must not be null"
+        );
+        assert_eq!(
+            reason(&with(ticket(), "action", json!(true))),
+            "field \"action\" must be a string"
+        );
+        assert_eq!(
+            reason(&with(ticket(), "action", json!("bar"))),
+            "unknown action \"bar\" for kind \"ticket\""
+        );
         assert_eq!(
             reason(&with(ticket(), "action", json!("acknowledged"))),
             "unknown action \"acknowledged\" for kind \"ticket\""
         );
-        assert_eq!(reason(&with(ticket(), "service", json!(1))), "field \"service\" must be a string");
-        assert_eq!(reason(&with(ticket(), "region", json!(1))), "field \"region\" must be a string");
-        let Body::Ticket(t) = ok(&with(ticket(), "region", json!("eu"))).body else { panic!() };
+        assert_eq!(
+            reason(&with(ticket(), "service", json!(1))),
+            "field \"service\" must be a string"
+        );
+        assert_eq!(
+            reason(&with(ticket(), "region", json!(1))),
+            "field \"region\" must be a string"
+        );
+        let Body::Ticket(t) = ok(&with(ticket(), "region", json!("eu"))).body else {
+            panic!()
+        };
         assert_eq!(t.region.as_deref(), Some("eu"));
     }
 
     #[test]
     fn priority_rules() {
         for (p, level) in [("P1", 0), ("P2", 1), ("P3", 2), ("P4", 3)] {
-            let Body::Ticket(t) = ok(&with(ticket(), "priority", json!(p))).body else { panic!() };
+            let Body::Ticket(t) = ok(&with(ticket(), "priority", json!(p))).body else {
+                panic!()
+            };
             assert_eq!(t.priority, Some(level));
         }
-        assert_eq!(reason(&with(ticket(), "priority", json!("P5"))), "unknown priority \"P5\" (expected P1..P4)");
-        assert_eq!(reason(&with(ticket(), "priority", json!("p1"))), "unknown priority \"p1\" (expected P1..P4)");
-        assert_eq!(reason(&with(ticket(), "priority", json!(1))), "field \"priority\" must be a string");
+        assert_eq!(
+            reason(&with(ticket(), "priority", json!("P5"))),
+            "unknown priority \"P5\" (expected P1..P4)"
+        );
+        assert_eq!(
+            reason(&with(ticket(), "priority", json!("p1"))),
+            "unknown priority \"p1\" (expected P1..P4)"
+        );
+        assert_eq!(
+            reason(&with(ticket(), "priority", json!(1))),
+            "field \"priority\" must be a string"
+        );
         assert_eq!(
             reason(&without(ticket(), "priority")),
             "missing field \"priority\" (required with action \"opened\")"
@@ -1197,51 +1469,90 @@ mod tests {
             reason(&without(changed.clone(), "priority")),
             "missing field \"priority\" (required with action \"priority_changed\")"
         );
-        assert_eq!(reason(&with(changed, "priority", Value::Null)), "field \"priority\" must not be null");
+        assert_eq!(
+            reason(&with(changed, "priority", Value::Null)),
+            "field \"priority\" must not be null"
+        );
         // Optional on the other actions; still validated when given.
         let responded = with(ticket(), "action", json!("responded"));
-        let Body::Ticket(t) = ok(&without(responded.clone(), "priority")).body else { panic!() };
+        let Body::Ticket(t) = ok(&without(responded.clone(), "priority")).body else {
+            panic!()
+        };
         assert_eq!(t.priority, None);
-        let Body::Ticket(t) = ok(&with(responded.clone(), "priority", Value::Null)).body else { panic!() };
+        let Body::Ticket(t) = ok(&with(responded.clone(), "priority", Value::Null)).body else {
+            panic!()
+        };
         assert_eq!(t.priority, None);
-        let Body::Ticket(t) = ok(&with(responded.clone(), "priority", json!("P1"))).body else { panic!() };
+        let Body::Ticket(t) = ok(&with(responded.clone(), "priority", json!("P1"))).body else {
+            panic!()
+        };
         assert_eq!(t.priority, Some(0));
-        assert_eq!(reason(&with(responded, "priority", json!("P0"))), "unknown priority \"P0\" (expected P1..P4)");
+        assert_eq!(
+            reason(&with(responded, "priority", json!("P0"))),
+            "unknown priority \"P0\" (expected P1..P4)"
+        );
     }
 
     #[test]
     fn incident_fields() {
-        assert_eq!(reason(&without(incident(), "incident_id")), "missing field \"incident_id\"");
-        assert_eq!(reason(&with(incident(), "incident_id", json!(""))), "field \"incident_id\" must not be empty");
-        assert_eq!(reason(&without(incident(), "action")), "missing field \"action\"");
+        assert_eq!(
+            reason(&without(incident(), "incident_id")),
+            "missing field \"incident_id\""
+        );
+        assert_eq!(
+            reason(&with(incident(), "incident_id", json!(""))),
+            "field \"incident_id\" must not be empty"
+        );
+        assert_eq!(
+            reason(&without(incident(), "action")),
+            "missing field \"action\""
+        );
         assert_eq!(
             reason(&with(incident(), "action", json!("paused"))),
             "unknown action \"paused\" for kind \"incident\""
         );
-        assert_eq!(reason(&with(incident(), "service", json!(false))), "field \"service\" must be a string");
+        assert_eq!(
+            reason(&with(incident(), "service", json!(false))),
+            "field \"service\" must be a string"
+        );
     }
 
     #[test]
     fn severity_rules() {
         for (s, level) in [("SEV1", 0), ("SEV2", 1), ("SEV3", 2), ("SEV4", 3)] {
-            let Body::Incident(i) = ok(&with(incident(), "severity", json!(s))).body else { panic!() };
+            let Body::Incident(i) = ok(&with(incident(), "severity", json!(s))).body else {
+                panic!()
+            };
             assert_eq!(i.severity, Some(level));
         }
         assert_eq!(
             reason(&with(incident(), "severity", json!("SEV5"))),
             "unknown severity \"SEV5\" (expected SEV1..SEV4)"
         );
-        assert_eq!(reason(&with(incident(), "severity", json!(1))), "field \"severity\" must be a string");
+        assert_eq!(
+            reason(&with(incident(), "severity", json!(1))),
+            "field \"severity\" must be a string"
+        );
         assert_eq!(
             reason(&without(incident(), "severity")),
             "missing field \"severity\" (required with action \"opened\")"
         );
-        assert_eq!(reason(&with(incident(), "severity", Value::Null)), "field \"severity\" must not be null");
-        let acked = without(with(incident(), "action", json!("acknowledged")), "severity");
-        let Body::Incident(i) = ok(&acked).body else { panic!() };
+        assert_eq!(
+            reason(&with(incident(), "severity", Value::Null)),
+            "field \"severity\" must not be null"
+        );
+        let acked = without(
+            with(incident(), "action", json!("acknowledged")),
+            "severity",
+        );
+        let Body::Incident(i) = ok(&acked).body else {
+            panic!()
+        };
         assert_eq!(i.severity, None);
         let raised = with(acked, "severity", json!("SEV2"));
-        let Body::Incident(i) = ok(&raised).body else { panic!() };
+        let Body::Incident(i) = ok(&raised).body else {
+            panic!()
+        };
         assert_eq!(i.severity, Some(1));
     }
 
@@ -1251,8 +1562,17 @@ mod tests {
             reason(&without(incident(), "customer_ids")),
             "missing field \"customer_ids\" (required with action \"opened\")"
         );
-        assert_eq!(reason(&with(incident(), "customer_ids", Value::Null)), "field \"customer_ids\" must not be null");
-        for bad in [json!("acme"), json!(["acme", 1]), json!([["acme"]]), json!({"acme": 1}), json!([null])] {
+        assert_eq!(
+            reason(&with(incident(), "customer_ids", Value::Null)),
+            "field \"customer_ids\" must not be null"
+        );
+        for bad in [
+            json!("acme"),
+            json!(["acme", 1]),
+            json!([["acme"]]),
+            json!({"acme": 1}),
+            json!([null]),
+        ] {
             assert_eq!(
                 reason(&with(incident(), "customer_ids", bad.clone())),
                 "field \"customer_ids\" must be an array of strings",
@@ -1263,12 +1583,21 @@ mod tests {
             reason(&with(incident(), "customer_ids", json!(["acme", ""]))),
             "field \"customer_ids\" must not contain an empty string"
         );
-        let Body::Incident(i) = ok(&with(incident(), "customer_ids", json!([]))).body else { panic!() };
+        let Body::Incident(i) = ok(&with(incident(), "customer_ids", json!([]))).body else {
+            panic!()
+        };
         assert_eq!(i.customer_ids, Some(vec![]));
-        let mitigated = without(with(incident(), "action", json!("mitigated")), "customer_ids");
-        let Body::Incident(i) = ok(&mitigated).body else { panic!() };
+        let mitigated = without(
+            with(incident(), "action", json!("mitigated")),
+            "customer_ids",
+        );
+        let Body::Incident(i) = ok(&mitigated).body else {
+            panic!()
+        };
         assert_eq!(i.customer_ids, None);
-        let Body::Incident(i) = ok(&with(mitigated, "customer_ids", json!(["x"]))).body else { panic!() };
+        let Body::Incident(i) = ok(&with(mitigated, "customer_ids", json!(["x"]))).body else {
+            panic!()
+        };
         assert_eq!(i.customer_ids, Some(vec!["x".into()]));
     }
 
@@ -1282,29 +1611,70 @@ mod tests {
         assert!(!planned(&with(incident(), "planned", Value::Null)));
         assert!(!planned(&with(incident(), "planned", json!(false))));
         assert!(planned(&with(incident(), "planned", json!(true))));
-        assert_eq!(reason(&with(incident(), "planned", json!("yes"))), "field \"planned\" must be a boolean");
+        assert_eq!(
+            reason(&with(incident(), "planned", json!("yes"))),
+            "field \"planned\" must be a boolean"
+        );
     }
 
     #[test]
     fn probe_fields() {
-        assert_eq!(reason(&without(probe(), "probe_id")), "missing field \"probe_id\"");
-        assert_eq!(reason(&with(probe(), "probe_id", json!(""))), "field \"probe_id\" must not be empty");
-        assert_eq!(reason(&without(probe(), "service")), "missing field \"service\"");
-        assert_eq!(reason(&with(probe(), "service", Value::Null)), "field \"service\" must not be null");
-        assert_eq!(reason(&with(probe(), "service", json!(1))), "field \"service\" must be a string");
-        assert_eq!(reason(&with(probe(), "region", json!(1))), "field \"region\" must be a string");
-        let Body::Probe(p) = ok(&with(probe(), "region", Value::Null)).body else { panic!() };
+        assert_eq!(
+            reason(&without(probe(), "probe_id")),
+            "missing field \"probe_id\""
+        );
+        assert_eq!(
+            reason(&with(probe(), "probe_id", json!(""))),
+            "field \"probe_id\" must not be empty"
+        );
+        assert_eq!(
+            reason(&without(probe(), "service")),
+            "missing field \"service\""
+        );
+        assert_eq!(
+            reason(&with(probe(), "service", Value::Null)),
+            "field \"service\" must not be null"
+        );
+        assert_eq!(
+            reason(&with(probe(), "service", json!(1))),
+            "field \"service\" must be a string"
+        );
+        assert_eq!(
+            reason(&with(probe(), "region", json!(1))),
+            "field \"region\" must be a string"
+        );
+        let Body::Probe(p) = ok(&with(probe(), "region", Value::Null)).body else {
+            panic!()
+        };
         assert_eq!(p.region, None);
-        assert_eq!(reason(&without(probe(), "success")), "missing field \"success\"");
-        assert_eq!(reason(&with(probe(), "success", Value::Null)), "field \"success\" must not be null");
-        assert_eq!(reason(&with(probe(), "success", json!("true"))), "field \"success\" must be a boolean");
-        assert_eq!(reason(&with(probe(), "success", json!(1))), "field \"success\" must be a boolean");
+        assert_eq!(
+            reason(&without(probe(), "success")),
+            "missing field \"success\""
+        );
+        assert_eq!(
+            reason(&with(probe(), "success", Value::Null)),
+            "field \"success\" must not be null"
+        );
+        assert_eq!(
+            reason(&with(probe(), "success", json!("true"))),
+            "field \"success\" must be a boolean"
+        );
+        assert_eq!(
+            reason(&with(probe(), "success", json!(1))),
+            "field \"success\" must be a boolean"
+        );
     }
 
     #[test]
     fn latency_must_be_a_non_negative_number() {
-        assert_eq!(reason(&without(probe(), "latency_ms")), "missing field \"latency_ms\"");
-        assert_eq!(reason(&with(probe(), "latency_ms", Value::Null)), "field \"latency_ms\" must not be null");
+        assert_eq!(
+            reason(&without(probe(), "latency_ms")),
+            "missing field \"latency_ms\""
+        );
+        assert_eq!(
+            reason(&with(probe(), "latency_ms", Value::Null)),
+            "field \"latency_ms\" must not be null"
+        );
         for bad in [json!(-1), json!(-0.5), json!("12"), json!(true), json!([1])] {
             assert_eq!(
                 reason(&with(probe(), "latency_ms", bad.clone())),
@@ -1339,7 +1709,8 @@ mod tests {
 
     #[test]
     fn duplicate_known_fields_are_invalid() {
-        let doc = br#"{"event_id":"a","event_id":"b","kind":"probe","occurred_at":"2026-11-02T09:30:00Z",
+        let doc =
+            br#"{"event_id":"a","event_id":"b","kind":"probe","occurred_at":"2026-11-02T09:30:00Z",
             "customer_id":"c","probe_id":"p","service":"s","success":true,"latency_ms":1}"#;
         assert_eq!(reason_of(doc), "duplicate field \"event_id\"");
         let doc = br#"{"kind":"probe","kind":"ticket"}"#;
@@ -1357,7 +1728,11 @@ mod tests {
         assert_eq!(reason(&v), "invalid timezone \"Mars/Base\"");
         let v = with(without(probe(), "event_id"), "occurred_at", json!("x"));
         assert_eq!(reason(&v), "missing field \"event_id\"");
-        let v = with(with(ticket(), "action", json!("bar")), "priority", json!("P9"));
+        let v = with(
+            with(ticket(), "action", json!("bar")),
+            "priority",
+            json!("P9"),
+        );
         assert_eq!(reason(&v), "unknown action \"bar\" for kind \"ticket\"");
     }
 

@@ -83,7 +83,10 @@ impl Indicator {
     }
 
     pub fn is_ticket(self) -> bool {
-        matches!(self, Indicator::TicketResponse | Indicator::TicketResolution)
+        matches!(
+            self,
+            Indicator::TicketResponse | Indicator::TicketResolution
+        )
     }
 
     pub fn is_incident_clock(self) -> bool {
@@ -145,7 +148,10 @@ pub struct SloDef {
 
 impl SloDef {
     pub fn objective_for(&self, segment: &str) -> f64 {
-        self.segment_objectives.get(segment).copied().unwrap_or(self.objective)
+        self.segment_objectives
+            .get(segment)
+            .copied()
+            .unwrap_or(self.objective)
     }
 
     pub fn target_for(&self, segment: &str, level: Level) -> Option<Millis> {
@@ -205,7 +211,10 @@ pub struct Exclusion {
 
 impl Exclusion {
     pub fn covers(&self, slo: &str, customer: &str, segment: &str) -> bool {
-        let slo_ok = self.slos.as_ref().is_none_or(|s| s.iter().any(|x| x == slo));
+        let slo_ok = self
+            .slos
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == slo));
         let cust_ok = match (&self.customers, &self.segments) {
             (None, None) => true,
             (c, s) => {

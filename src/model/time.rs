@@ -107,9 +107,15 @@ mod tests {
     #[test]
     fn rfc3339_truncates_to_milliseconds() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:01.0019Z"), Some(1001));
-        assert_eq!(parse_rfc3339("2026-11-02T18:30:00+09:00"), parse_rfc3339("2026-11-02T09:30:00Z"));
+        assert_eq!(
+            parse_rfc3339("2026-11-02T18:30:00+09:00"),
+            parse_rfc3339("2026-11-02T09:30:00Z")
+        );
         assert_eq!(parse_rfc3339("2026-11-02 09:30"), None);
-        assert_eq!(format_rfc3339(parse_rfc3339("2026-11-02T09:30:00Z").unwrap()), "2026-11-02T09:30:00Z");
+        assert_eq!(
+            format_rfc3339(parse_rfc3339("2026-11-02T09:30:00Z").unwrap()),
+            "2026-11-02T09:30:00Z"
+        );
     }
 }
 

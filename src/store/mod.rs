@@ -14,7 +14,10 @@ pub use rocks::RocksStore;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("state store at {path}: {source}")]
-    Rocks { path: String, source: rocksdb::Error },
+    Rocks {
+        path: String,
+        source: rocksdb::Error,
+    },
     #[error("state store: corrupt value under key {key}: {reason}")]
     Corrupt { key: String, reason: String },
 }
@@ -87,7 +90,12 @@ impl Store for MemStore {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.map.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned())
+        Ok(self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned())
     }
 
     fn compact(&self) -> Result<(), StoreError> {
@@ -108,14 +116,26 @@ pub(crate) mod conformance {
         store.write(b).expect("write");
         assert_eq!(store.get(b"a/1").expect("get"), Some(b"x".to_vec()));
         let a = store.scan(b"a/").expect("scan");
-        assert_eq!(a, vec![(b"a/1".to_vec(), b"x".to_vec()), (b"a/2".to_vec(), b"y".to_vec())]);
+        assert_eq!(
+            a,
+            vec![
+                (b"a/1".to_vec(), b"x".to_vec()),
+                (b"a/2".to_vec(), b"y".to_vec())
+            ]
+        );
         let mut b = Batch::default();
         b.delete(b"a/1".to_vec());
         b.put(b"a/2".to_vec(), b"w".to_vec());
         b.put(b"a/3".to_vec(), b"v".to_vec());
         store.write(b).expect("write");
         let a = store.scan(b"a/").expect("scan");
-        assert_eq!(a, vec![(b"a/2".to_vec(), b"w".to_vec()), (b"a/3".to_vec(), b"v".to_vec())]);
+        assert_eq!(
+            a,
+            vec![
+                (b"a/2".to_vec(), b"w".to_vec()),
+                (b"a/3".to_vec(), b"v".to_vec())
+            ]
+        );
         assert_eq!(store.get(b"a/1").expect("get"), None);
         assert_eq!(store.scan(b"c/").expect("scan"), vec![]);
         // Later ops in one batch win over earlier ones on the same key.

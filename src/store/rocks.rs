@@ -18,12 +18,21 @@ impl RocksStore {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(3);
-        let db = DB::open(&opts, path).map_err(|source| StoreError::Rocks { path: path.display().to_string(), source })?;
-        Ok(RocksStore { db, path: path.to_path_buf() })
+        let db = DB::open(&opts, path).map_err(|source| StoreError::Rocks {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(RocksStore {
+            db,
+            path: path.to_path_buf(),
+        })
     }
 
     fn err(&self, source: rocksdb::Error) -> StoreError {
-        StoreError::Rocks { path: self.path.display().to_string(), source }
+        StoreError::Rocks {
+            path: self.path.display().to_string(),
+            source,
+        }
     }
 }
 
@@ -45,7 +54,10 @@ impl Store for RocksStore {
 
     fn scan(&self, prefix: &[u8]) -> Result<super::Entries, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator(IteratorMode::From(prefix, Direction::Forward)) {
+        for item in self
+            .db
+            .iterator(IteratorMode::From(prefix, Direction::Forward))
+        {
             let (k, v) = item.map_err(|e| self.err(e))?;
             if !k.starts_with(prefix) {
                 break;

@@ -34,7 +34,10 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .map(|(v, _)| v)
-        .map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: e.to_string() })
+        .map_err(|e| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: e.to_string(),
+        })
 }
 
 fn key(table: u8, rest: &[u8]) -> Vec<u8> {
@@ -56,9 +59,10 @@ fn bucket_key(slo: &str, customer: &str, start: i64) -> Vec<u8> {
 }
 
 fn i64_of(key: &[u8], v: &[u8]) -> Result<i64, StoreError> {
-    let arr: [u8; 8] = v
-        .try_into()
-        .map_err(|_| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: "expected 8 bytes".into() })?;
+    let arr: [u8; 8] = v.try_into().map_err(|_| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: "expected 8 bytes".into(),
+    })?;
     Ok(i64::from_be_bytes(arr))
 }
 
@@ -117,7 +121,11 @@ pub fn dirty_batch(engine: &mut Engine) -> Batch {
         let slo = &engine.settings.slos[s as usize].name;
         let cust = engine.customers.get(c);
         let k = bucket_key(slo, &cust.id, start);
-        match engine.slos[s as usize].by_customer.get(c as usize).and_then(|x| x.get(start)) {
+        match engine.slos[s as usize]
+            .by_customer
+            .get(c as usize)
+            .and_then(|x| x.get(start))
+        {
             Some(v) => b.put(k, encode(&(v.good, v.bad))),
             None => b.delete(k),
         }
@@ -145,9 +153,10 @@ pub fn restore(cfg: &Config, store: &dyn Store) -> Result<Engine, StoreError> {
         e.watermark = Some(i64_of(WATERMARK, &v)?);
     }
     for (k, v) in store.scan(b"d")? {
-        let h: [u8; 16] = k[1..]
-            .try_into()
-            .map_err(|_| StoreError::Corrupt { key: String::from_utf8_lossy(&k).into_owned(), reason: "bad hash".into() })?;
+        let h: [u8; 16] = k[1..].try_into().map_err(|_| StoreError::Corrupt {
+            key: String::from_utf8_lossy(&k).into_owned(),
+            reason: "bad hash".into(),
+        })?;
         e.dedup.insert(u128::from_be_bytes(h), i64_of(&k, &v)?);
     }
     if let Some(v) = store.get(EXCLUSIONS)? {
@@ -159,13 +168,19 @@ pub fn restore(cfg: &Config, store: &dyn Store) -> Result<Engine, StoreError> {
     for (k, v) in store.scan(b"b")? {
         let rest = &k[1..];
         let mut parts = rest.splitn(3, |b| *b == 0);
-        let (Some(slo), Some(cust), Some(start)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(StoreError::Corrupt { key: String::from_utf8_lossy(&k).into_owned(), reason: "bad bucket key".into() });
+        let (Some(slo), Some(cust), Some(start)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason: "bad bucket key".into(),
+            });
         };
         let slo = String::from_utf8_lossy(slo);
         let cust = String::from_utf8_lossy(cust);
         let Some(s) = e.slo_index(&slo) else { continue };
-        let Some(c) = e.customers.lookup(&cust) else { continue };
+        let Some(c) = e.customers.lookup(&cust) else {
+            continue;
+        };
         let start = i64_of(&k, start)?;
         let (good, bad): (i64, i64) = decode(&k, &v)?;
         let delta = Counts { good, bad };

@@ -42,7 +42,10 @@ async fn bad_parameters_name_the_parameter() {
         let (got, body) = get(&app, &uri).await;
         assert_eq!(got.as_u16(), status, "{uri}: {body}");
         let msg = body["error"].as_str().unwrap_or_default();
-        assert!(msg.contains(needle), "{uri}: error {msg:?} should name {needle:?}");
+        assert!(
+            msg.contains(needle),
+            "{uri}: error {msg:?} should name {needle:?}"
+        );
     }
     let (status, _) = get(&app, "/healthz").await;
     assert_eq!(status, StatusCode::OK);
@@ -65,7 +68,11 @@ async fn mutations_need_the_admin_token() {
     let (_, engine) = sample_engine(dir.path());
     let body = json!({"name": "x", "from": "2026-11-02T00:00:00Z", "to": "2026-11-03T00:00:00Z", "author": "ops"}).to_string();
     let no_token = app(engine, golden_now(), "");
-    let (status, _) = call(&no_token, post("/api/v1/exclusions", Some("anything"), body.clone())).await;
+    let (status, _) = call(
+        &no_token,
+        post("/api/v1/exclusions", Some("anything"), body.clone()),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -73,7 +80,11 @@ async fn mutations_need_the_admin_token() {
     let app = app(engine, golden_now(), "s3cret");
     let (status, _) = call(&app, post("/api/v1/exclusions", None, body.clone())).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = call(&app, post("/api/v1/exclusions", Some("s3creT"), body.clone())).await;
+    let (status, _) = call(
+        &app,
+        post("/api/v1/exclusions", Some("s3creT"), body.clone()),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let big = format!("{{\"name\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
     let (status, _) = call(&app, post("/api/v1/exclusions", Some("s3cret"), big)).await;
@@ -82,7 +93,14 @@ async fn mutations_need_the_admin_token() {
     let (status, text) = call(&app, post("/api/v1/exclusions", Some("s3cret"), bad)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(text.contains("from"), "{text}");
-    let (status, _) = call(&app, Request::delete("/api/v1/exclusions/999").header(header::AUTHORIZATION, "Bearer s3cret").body(Body::empty()).expect("req")).await;
+    let (status, _) = call(
+        &app,
+        Request::delete("/api/v1/exclusions/999")
+            .header(header::AUTHORIZATION, "Bearer s3cret")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -118,8 +136,11 @@ async fn runtime_exclusion_changes_a_past_month_and_is_audited() {
     let (_, after) = get(&app, &uri).await;
     let total_after = after["total"].as_f64().expect("total");
     // The two excluded days held events: they are gone from the month.
-    let (_, excluded_days) =
-        get(&app, &format!("/api/v1/compliance?slo={slo}&from=2026-11-03T00:00:00Z&to=2026-11-05T00:00:00Z")).await;
+    let (_, excluded_days) = get(
+        &app,
+        &format!("/api/v1/compliance?slo={slo}&from=2026-11-03T00:00:00Z&to=2026-11-05T00:00:00Z"),
+    )
+    .await;
     assert_eq!(excluded_days["total"], 0);
     assert!(total_after < total_before, "{total_after} < {total_before}");
 
@@ -138,7 +159,10 @@ async fn runtime_exclusion_changes_a_past_month_and_is_audited() {
     let (status, _) = call(&app, del).await;
     assert_eq!(status, StatusCode::OK);
     let (_, restored) = get(&app, &uri).await;
-    assert_eq!(restored["total"], before["total"], "withdrawing restores the numbers exactly");
+    assert_eq!(
+        restored["total"], before["total"],
+        "withdrawing restores the numbers exactly"
+    );
     let (_, audit) = get(&app, "/api/v1/audit").await;
     assert_eq!(audit["entries"][1]["who"], "bob");
     assert_eq!(audit["entries"][1]["what"], "delete");

@@ -11,7 +11,11 @@ fn check_config_accepts_the_shipped_file() {
         .arg(root().join("config/slastream.toml"))
         .output()
         .expect("run slastream");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -45,7 +49,13 @@ window = "30d"
         .expect("run slastream");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    for needle in ["ingest.max_lateness", "ingest.colour", "customers[0].timezone", "slos[0].name", "slos[0].objective"] {
+    for needle in [
+        "ingest.max_lateness",
+        "ingest.colour",
+        "customers[0].timezone",
+        "slos[0].name",
+        "slos[0].objective",
+    ] {
         assert!(err.contains(needle), "{needle} missing from:\n{err}");
     }
 }

@@ -28,7 +28,8 @@ pub fn t(s: &str) -> Millis {
 
 /// The shipped example configuration, with the state directory moved.
 pub fn shipped_config(state_dir: &Path) -> Config {
-    let mut cfg = config::load(&root().join("config/slastream.toml")).expect("shipped config is valid");
+    let mut cfg =
+        config::load(&root().join("config/slastream.toml")).expect("shipped config is valid");
     cfg.state.path = state_dir.to_path_buf();
     cfg
 }
@@ -40,7 +41,8 @@ pub fn golden_now() -> Millis {
 
 /// A deterministic workload for the shipped config: 14 days of November 2026.
 pub fn sample_lines(cfg: &Config, rate: f64, days: i64, seed: u64) -> Vec<String> {
-    let settings = GenSettings::from_config(cfg, seed, 0, rate, t("2026-11-01T00:00:00Z"), days * DAY);
+    let settings =
+        GenSettings::from_config(cfg, seed, 0, rate, t("2026-11-01T00:00:00Z"), days * DAY);
     Generator::new(settings).map(|e| e.json).collect()
 }
 
@@ -55,7 +57,12 @@ pub fn write_lines(path: &Path, lines: &[String]) {
 pub fn replay_into(cfg: &Config, input: &Path) -> Engine {
     let store = RocksStore::open(&cfg.state.path).expect("open state");
     let engine = RwLock::new(state::restore(cfg, &store).expect("restore"));
-    let opts = ReplayOptions { input: input.to_path_buf(), then_serve: false, dead_letter: None, alerts: false };
+    let opts = ReplayOptions {
+        input: input.to_path_buf(),
+        then_serve: false,
+        dead_letter: None,
+        alerts: false,
+    };
     let clock = ManualClock::new(golden_now());
     replay_file(&opts, &engine, &store, &clock, &CancellationToken::new()).expect("replay");
     drop(engine);
@@ -102,24 +109,37 @@ pub async fn answers(app: &axum::Router, cfg: &Config) -> Vec<(String, String)> 
     for slo in &cfg.slos {
         let s = &slo.name;
         for c in &cfg.customers {
-            uris.push(format!("/api/v1/compliance?slo={s}&customer={}&month=2026-11", c.id));
+            uris.push(format!(
+                "/api/v1/compliance?slo={s}&customer={}&month=2026-11",
+                c.id
+            ));
         }
         uris.push(format!("/api/v1/compliance?slo={s}&month=2026-11"));
-        uris.push(format!("/api/v1/compliance?slo={s}&from=2026-11-03T00:00:00Z&to=2026-11-10T12:30:00Z"));
+        uris.push(format!(
+            "/api/v1/compliance?slo={s}&from=2026-11-03T00:00:00Z&to=2026-11-10T12:30:00Z"
+        ));
         let mut segments: Vec<&str> = cfg.customers.iter().map(|c| c.segment.as_str()).collect();
         segments.sort();
         segments.dedup();
         for g in segments {
-            uris.push(format!("/api/v1/compliance?slo={s}&segment={g}&month=2026-11&tz=Europe/Berlin"));
+            uris.push(format!(
+                "/api/v1/compliance?slo={s}&segment={g}&month=2026-11&tz=Europe/Berlin"
+            ));
         }
-        uris.push(format!("/api/v1/compliance?slo={s}&timezone=Asia/Kolkata&month=2026-11"));
+        uris.push(format!(
+            "/api/v1/compliance?slo={s}&timezone=Asia/Kolkata&month=2026-11"
+        ));
         uris.push(format!("/api/v1/breaches?slo={s}"));
     }
     uris.push("/api/v1/report?month=2026-11".to_string());
     uris.push("/api/v1/report?month=2026-11&format=csv".to_string());
     let mut out = Vec::new();
     for uri in uris {
-        let (status, body) = call(app, Request::get(&uri).body(Body::empty()).expect("request")).await;
+        let (status, body) = call(
+            app,
+            Request::get(&uri).body(Body::empty()).expect("request"),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{uri}: {body}");
         out.push((uri, body));
     }

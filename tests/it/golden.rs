@@ -14,7 +14,8 @@ async fn shipped_sample_replay_matches_golden_answers() {
     let got_json: Vec<serde_json::Value> = got
         .iter()
         .map(|(uri, body)| {
-            let body = serde_json::from_str(body).unwrap_or_else(|_| serde_json::Value::String(body.clone()));
+            let body = serde_json::from_str(body)
+                .unwrap_or_else(|_| serde_json::Value::String(body.clone()));
             serde_json::json!({"uri": uri, "body": body})
         })
         .collect();
@@ -24,7 +25,8 @@ async fn shipped_sample_replay_matches_golden_answers() {
         std::fs::write(&path, text + "\n").expect("write golden");
     }
     let want: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file present")).expect("golden json");
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file present"))
+            .expect("golden json");
     assert_eq!(want.len(), got_json.len(), "number of answers");
     for (w, g) in want.iter().zip(&got_json) {
         assert_eq!(w, g, "answer for {} differs from the golden file", w["uri"]);
