@@ -492,7 +492,10 @@ impl Engine {
         }
     }
 
-    /// Whether a configured exclusion removes instant `t` for this SLO and customer.
+    /// Whether a configured exclusion that is not bounded by whole minutes
+    /// removes instant `t` for this SLO and customer. Exclusions bounded by
+    /// whole minutes are applied to the minute buckets at query time instead,
+    /// so they follow the customer's segment whenever it is settled.
     fn config_excluded(&self, slo: usize, c: CustomerIdx, t: Millis) -> bool {
         if self.settings.exclusions.is_empty() {
             return false;
@@ -502,7 +505,13 @@ impl Engine {
         self.settings
             .exclusions
             .iter()
+            .filter(|x| !minute_bounded(x))
             .any(|x| x.from <= t && t < x.to && x.covers(name, &cust.id, &cust.segment))
+    }
+
+    /// Whether any exclusion is applied to probe buckets at query time.
+    pub fn has_query_time_exclusions(&self) -> bool {
+        !self.runtime_exclusions.is_empty() || self.settings.exclusions.iter().any(minute_bounded)
     }
 
     /// Every exclusion (configured and run-time) covering this SLO and customer.
@@ -519,14 +528,17 @@ impl Engine {
         )
     }
 
-    /// Run-time exclusions only (applied to probe buckets at query time).
-    pub fn runtime_exclusion_spans(&self, slo: usize, c: CustomerIdx) -> SpanSet {
+    /// The exclusions applied to probe buckets at query time: run-time ones
+    /// and configured ones bounded by whole minutes.
+    pub fn query_time_exclusion_spans(&self, slo: usize, c: CustomerIdx) -> SpanSet {
         let name = &self.settings.slos[slo].name;
         let cust = self.customers.get(c);
         SpanSet::from_spans(
-            self.runtime_exclusions
+            self.settings
+                .exclusions
                 .iter()
-                .map(|r| &r.exclusion)
+                .filter(|x| minute_bounded(x))
+                .chain(self.runtime_exclusions.iter().map(|r| &r.exclusion))
                 .filter(|x| x.covers(name, &cust.id, &cust.segment))
                 .map(|x| (x.from, x.to)),
         )
@@ -929,6 +941,11 @@ impl Engine {
     pub fn audit(&self) -> &[AuditEntry] {
         &self.audit
     }
+}
+
+fn minute_bounded(x: &Exclusion) -> bool {
+    x.from.rem_euclid(crate::model::time::MINUTE) == 0
+        && x.to.rem_euclid(crate::model::time::MINUTE) == 0
 }
 
 /// A `filter` matches when every key names a field the event has, with an

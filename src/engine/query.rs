@@ -176,14 +176,14 @@ impl Engine {
                 }
             }
         }
-        // Run-time exclusions remove probe events at query time (their bounds
-        // are whole minutes, so bucket sums are exact).
-        if self.slo(slo).indicator.is_probe() && !self.runtime_exclusions.is_empty() {
+        // Exclusions bounded by whole minutes remove probe events at query
+        // time (bucket sums are exact for them).
+        if self.slo(slo).indicator.is_probe() && self.has_query_time_exclusions() {
             for (cust, _) in self.customers.iter() {
                 if !self.in_scope(scope, cust) {
                     continue;
                 }
-                let spans = self.runtime_exclusion_spans(slo, cust);
+                let spans = self.query_time_exclusion_spans(slo, cust);
                 if spans.is_empty() {
                     continue;
                 }
