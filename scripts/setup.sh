@@ -6,7 +6,9 @@
 set -euo pipefail
 
 need_apt=()
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; then
+# bindgen loads libclang.so (or libclang-N.so); libclang-cpp, which a fresh
+# machine may have, is not enough.
+if ! compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null && ! compgen -G '/usr/lib/*/libclang-[0-9]*.so*' >/dev/null; then
   need_apt+=(libclang-dev)
 fi
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
