@@ -4,21 +4,7 @@
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-const COLUMNS: [&str; 13] = [
-    "customer",
-    "segment",
-    "timezone",
-    "slo",
-    "objective",
-    "unit",
-    "total",
-    "good",
-    "bad",
-    "attainment",
-    "budget_remaining",
-    "status",
-    "credit_percent",
-];
+use crate::api::REPORT_COLUMNS as COLUMNS;
 
 pub async fn run(url: &str, month: &str, format: &str) -> anyhow::Result<()> {
     if !matches!(format, "table" | "csv" | "json") {

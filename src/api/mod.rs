@@ -21,6 +21,7 @@ use crate::engine::Engine;
 use crate::model::slo::Exclusion;
 use crate::model::time::{format_rfc3339, parse_rfc3339, Clock, Millis, MINUTE};
 
+pub use dto::REPORT_COLUMNS;
 pub use error::ApiError;
 
 /// Request bodies larger than this get 413.

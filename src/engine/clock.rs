@@ -64,6 +64,27 @@ pub struct ClockRun {
     pub level: Level,
 }
 
+impl ClockRun {
+    /// A clock running from `start` until its first stop (when there is one);
+    /// `level` applies at that stop, `current` while it still runs.
+    fn until_stop(start: Millis, stop: Option<(Millis, Level)>, current: Level) -> ClockRun {
+        match stop {
+            Some((at, level)) => ClockRun {
+                start,
+                running: SpanSet::from_spans([(start, at)]),
+                stop: Some(at),
+                level,
+            },
+            None => ClockRun {
+                start,
+                running: SpanSet::from_spans([(start, OPEN_END)]),
+                stop: None,
+                level: current,
+            },
+        }
+    }
+}
+
 /// A ticket's clocks as of all its processed events.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TicketTimeline {
@@ -145,20 +166,7 @@ pub fn ticket_timeline(events: &[TicketEv]) -> Option<TicketTimeline> {
     if let Some(p) = paused_since {
         pauses.insert((p, OPEN_END));
     }
-    let response = match response {
-        Some((at, level)) => ClockRun {
-            start: opened,
-            running: SpanSet::from_spans([(opened, at)]),
-            stop: Some(at),
-            level,
-        },
-        None => ClockRun {
-            start: opened,
-            running: SpanSet::from_spans([(opened, OPEN_END)]),
-            stop: None,
-            level: priority,
-        },
-    };
+    let response = ClockRun::until_stop(opened, response, priority);
     let resolution = ClockRun {
         start: opened,
         running,
@@ -276,20 +284,7 @@ pub fn incident_timeline(events: &[IncidentEv]) -> Option<IncidentTimeline> {
             customers: listed.clone(),
         });
     }
-    let clock = |stop: Option<(Millis, Level)>| match stop {
-        Some((at, level)) => ClockRun {
-            start: opened,
-            running: SpanSet::from_spans([(opened, at)]),
-            stop: Some(at),
-            level,
-        },
-        None => ClockRun {
-            start: opened,
-            running: SpanSet::from_spans([(opened, OPEN_END)]),
-            stop: None,
-            level: severity,
-        },
-    };
+    let clock = |stop: Option<(Millis, Level)>| ClockRun::until_stop(opened, stop, severity);
     Some(IncidentTimeline {
         opened,
         planned: open.planned,

@@ -680,11 +680,23 @@ impl Engine {
         let slo = &self.settings.slos[s];
         let cust = self.customers.get(c);
         let target = slo.target_for(&cust.segment, run.level)?;
-        let mut removed = self.exclusion_spans(s, c);
-        if let Some(p) = pauses {
-            removed = removed.union(p);
-        }
+        let removed = self.removed_spans(s, c, pauses);
         Some(evaluate(run, &removed, self.clock_calendar(slo, c), target))
+    }
+
+    /// What a clock of SLO `s` for customer `c` does not count: its
+    /// exclusions, and its pauses when the SLO is pausable.
+    pub(crate) fn removed_spans(
+        &self,
+        s: usize,
+        c: CustomerIdx,
+        pauses: Option<&SpanSet>,
+    ) -> SpanSet {
+        let removed = self.exclusion_spans(s, c);
+        match pauses {
+            Some(p) => removed.union(p),
+            None => removed,
+        }
     }
 
     pub(crate) fn recompute_ticket(&mut self, item: ItemIdx) {

@@ -380,15 +380,13 @@ impl Engine {
                 ("incident", it.id.clone(), run, None)
             };
         let target = def.target_for(&cust.segment, run.level)?;
-        let mut removed = self.exclusion_spans(s, c);
-        if let Some(p) = &pauses {
-            removed = removed.union(p);
-        }
-        let cal = match def.clock {
-            crate::model::slo::ClockKind::Business => &cust.calendar,
-            crate::model::slo::ClockKind::AllDay => &self.always,
-        };
-        let elapsed = elapsed_at(&run, &removed, cal, stopped_at.unwrap_or(now));
+        let removed = self.removed_spans(s, c, pauses.as_ref());
+        let elapsed = elapsed_at(
+            &run,
+            &removed,
+            self.clock_calendar(def, c),
+            stopped_at.unwrap_or(now),
+        );
         let ticket = kind == "ticket";
         Some(Breach {
             slo: def.name.clone(),
