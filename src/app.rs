@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState, MetricsFn};
 use crate::config::Config;
 use crate::engine::{Applied, Engine, IngestCounts};
+use crate::ingest::consumer::ConsumerEnv;
+use crate::ingest::KafkaLag;
 use crate::model::event::decode;
 use crate::model::time::{Clock, WallClock};
 use crate::store::{state, RocksStore, Store};
@@ -37,8 +39,63 @@ pub fn open_state(cfg: &Config) -> anyhow::Result<(Engine, Arc<dyn Store>)> {
     Ok((engine, store))
 }
 
-fn metrics_fn() -> MetricsFn {
-    Arc::new(|engine: &Engine, _now| crate::export::render(engine))
+fn metrics_fn(lag: Option<Arc<KafkaLag>>) -> MetricsFn {
+    Arc::new(move |engine: &Engine, _now| {
+        let mut out = crate::export::render(engine);
+        if let Some(lag) = &lag {
+            out.push_str(&crate::export::render_lag(&lag.snapshot()));
+        }
+        out
+    })
+}
+
+/// `slastream run`: the engine fed from Kafka, the API served beside it.
+/// Returns when `shutdown` is cancelled (after persisting) or a task fails
+/// (which cancels the other).
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (engine, store) = open_state(&cfg)?;
+    let engine = Arc::new(RwLock::new(engine));
+    let clock: Arc<dyn Clock> = Arc::new(WallClock);
+    let ready = Arc::new(AtomicBool::new(false));
+    let lag = Arc::new(KafkaLag::default());
+    let app = AppState {
+        engine: engine.clone(),
+        clock: clock.clone(),
+        admin_token: cfg.http.admin_token.clone(),
+        ready: ready.clone(),
+        metrics: metrics_fn(Some(lag.clone())),
+    };
+    let server = {
+        let cfg = cfg.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            let r = serve(&cfg, app, token.clone()).await;
+            token.cancel();
+            r
+        })
+    };
+    let consumer = {
+        let token = shutdown.clone();
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || {
+            let env = ConsumerEnv {
+                engine: &engine,
+                store,
+                clock: clock.as_ref(),
+                shutdown: &token,
+                ready: &ready,
+                lag,
+            };
+            let r = crate::ingest::run_consumer(&cfg, env);
+            token.cancel();
+            r
+        })
+    };
+    let consumed = consumer.await.context("consumer task")?;
+    let served = server.await.context("server task")?;
+    consumed?;
+    served?;
+    Ok(())
 }
 
 /// Serves the API until `shutdown` is cancelled.
@@ -72,7 +129,7 @@ pub async fn replay(
         clock: clock.clone(),
         admin_token: cfg.http.admin_token.clone(),
         ready: ready.clone(),
-        metrics: metrics_fn(),
+        metrics: metrics_fn(None),
     };
     let server = if opts.then_serve {
         let cfg2 = cfg.clone();

@@ -2,7 +2,8 @@
 //!
 //! Codemap: `model` (events, SLO definitions, calendars, time: plain types),
 //! `config` (TOML → validated `Config`), `engine` (pure SLA math and windowed
-//! state), `store` (RocksDB persistence), `api` (axum HTTP API), `export`
+//! state), `store` (RocksDB persistence), `ingest` (Kafka consumer, dead letters,
+//! producers), `api` (axum HTTP API), `export`
 //! (Prometheus text), `generate` (synthetic workload), `app` (wiring),
 //! `cli`/`report` (command line). See ARCHITECTURE.md.
 
@@ -14,6 +15,7 @@ pub mod demo;
 pub mod engine;
 pub mod export;
 pub mod generate;
+pub mod ingest;
 pub mod model;
 pub mod report;
 pub mod store;

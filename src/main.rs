@@ -133,7 +133,14 @@ fn main() -> ExitCode {
                 };
                 slastream::demo::run(cfg, speed, shutdown_on_signals()).await
             }
-            Command::Run { .. } | Command::Rules { .. } => Err(anyhow::anyhow!(
+            Command::Run { config } => {
+                let cfg = match load_config(config) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                slastream::app::run(cfg, shutdown_on_signals()).await
+            }
+            Command::Rules { .. } => Err(anyhow::anyhow!(
                 "this command is not available in this build yet"
             )),
         };

@@ -30,3 +30,17 @@ pub fn render(engine: &Engine) -> String {
     let _ = writeln!(out, "slastream_ingest_watermark_timestamp_seconds {w}");
     out
 }
+
+/// Renders the consumer lag per partition.
+pub fn render_lag(lag: &[(String, i32, i64)]) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP slastream_kafka_consumer_lag_messages Messages between the consumer position and the end of the partition.\n");
+    out.push_str("# TYPE slastream_kafka_consumer_lag_messages gauge\n");
+    for (topic, partition, l) in lag {
+        let _ = writeln!(
+            out,
+            "slastream_kafka_consumer_lag_messages{{topic=\"{topic}\",partition=\"{partition}\"}} {l}"
+        );
+    }
+    out
+}

@@ -854,9 +854,6 @@ pub fn run_cli(
     start: Option<&str>,
     kafka: Option<&str>,
 ) -> anyhow::Result<()> {
-    if kafka.is_some() {
-        bail!("--kafka is not supported by this build; pipe NDJSON instead");
-    }
     let span = parse_duration(duration).filter(|d| *d > 0).ok_or_else(|| {
         anyhow!("invalid --duration {duration:?}: expected a positive <n><unit> such as 1h or 7d")
     })?;
@@ -875,6 +872,21 @@ pub fn run_cli(
     };
     if settings.registry.is_empty() && settings.customers == 0 {
         bail!("invalid --customers 0: nothing to generate");
+    }
+    if let Some(brokers) = kafka {
+        let mut k = cfg
+            .as_ref()
+            .map(|c| c.kafka.clone())
+            .unwrap_or_else(|| crate::config::Config::default().kafka);
+        k.brokers = brokers.to_string();
+        let mut p = crate::ingest::produce::EventProducer::new(&k)?;
+        for ev in Generator::new(settings) {
+            let topic = p.topic_for(ev.kind).to_string();
+            p.send(&topic, Some(ev.key.as_bytes()), ev.json.as_bytes())?;
+        }
+        let sent = p.finish(std::time::Duration::from_secs(120))?;
+        tracing::info!(events = sent, brokers, "published");
+        return Ok(());
     }
     let written = match write_ndjson(Generator::new(settings), io::stdout().lock()) {
         Ok(n) => n,

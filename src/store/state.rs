@@ -9,7 +9,9 @@
 //! - `i` + incident id        the incident's events
 //! - `b` + slo \0 customer \0 bucket start (i64 BE)   probe-SLO counts
 //! - `x`                      run-time exclusions and audit log
-//! - `o` + source             input position (Kafka partition offset, replay file)
+//! - `o` + source             input position: `kafka/<topic>/<partition>` → next offset (i64 BE)
+//! - `q` + seq (u64 BE)       dead-letter outbox: written with the batch that
+//!   produced it, deleted once the broker acknowledged it
 //!
 //! Clock contributions and downtime are derived: `restore` recomputes them
 //! from the stored events, so they can never disagree with them.
@@ -76,6 +78,77 @@ struct ExclusionState {
 /// The key under which an input position is stored.
 pub fn position_key(source: &str) -> Vec<u8> {
     key(b'o', source.as_bytes())
+}
+
+/// The source name of a Kafka partition's position.
+fn kafka_source(topic: &str, partition: i32) -> String {
+    format!("kafka/{topic}/{partition}")
+}
+
+/// Records, in `batch`, the next offset to read from a Kafka partition.
+pub fn put_kafka_position(batch: &mut Batch, topic: &str, partition: i32, next_offset: i64) {
+    batch.put(
+        position_key(&kafka_source(topic, partition)),
+        next_offset.to_be_bytes().to_vec(),
+    );
+}
+
+/// The next offset to read from a Kafka partition, if one was ever stored.
+pub fn kafka_position(
+    store: &dyn Store,
+    topic: &str,
+    partition: i32,
+) -> Result<Option<i64>, StoreError> {
+    let k = position_key(&kafka_source(topic, partition));
+    store.get(&k)?.map(|v| i64_of(&k, &v)).transpose()
+}
+
+/// Every stored Kafka position: (topic, partition) → next offset.
+pub fn kafka_positions(
+    store: &dyn Store,
+) -> Result<std::collections::BTreeMap<(String, i32), i64>, StoreError> {
+    let prefix = position_key("kafka/");
+    let mut out = std::collections::BTreeMap::new();
+    for (k, v) in store.scan(&prefix)? {
+        let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+        let Some((topic, partition)) = name.rsplit_once('/') else {
+            continue;
+        };
+        let Ok(partition) = partition.parse::<i32>() else {
+            continue;
+        };
+        out.insert((topic.to_string(), partition), i64_of(&k, &v)?);
+    }
+    Ok(out)
+}
+
+fn outbox_key(seq: u64) -> Vec<u8> {
+    key(b'q', &seq.to_be_bytes())
+}
+
+/// Adds an outbox entry (an encoded dead letter) to `batch`.
+pub fn put_outbox<T: Serialize>(batch: &mut Batch, seq: u64, value: &T) {
+    batch.put(outbox_key(seq), encode(value));
+}
+
+/// Removes an acknowledged outbox entry.
+pub fn delete_outbox(batch: &mut Batch, seq: u64) {
+    batch.delete(outbox_key(seq));
+}
+
+/// Every outbox entry, in sequence order.
+pub fn outbox<T: for<'de> Deserialize<'de>>(
+    store: &dyn Store,
+) -> Result<Vec<(u64, T)>, StoreError> {
+    let mut out = Vec::new();
+    for (k, v) in store.scan(b"q")? {
+        let seq: [u8; 8] = k[1..].try_into().map_err(|_| StoreError::Corrupt {
+            key: String::from_utf8_lossy(&k).into_owned(),
+            reason: "bad outbox key".into(),
+        })?;
+        out.push((u64::from_be_bytes(seq), decode(&k, &v)?));
+    }
+    Ok(out)
 }
 
 /// Encodes everything that changed in `engine` since the last call.

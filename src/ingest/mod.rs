@@ -1,0 +1,73 @@
+//! Kafka in and out; the only module that imports rdkafka.
+//!
+//! - `consumer`: the consumer group that feeds the engine. The next offset of
+//!   every partition is written in the same store batch as the state its
+//!   events produced; on assignment the consumer seeks to that stored offset.
+//!   Kafka's own committed offsets are written too, for lag tooling only.
+//! - `dead_letter`: invalid and late events go to the dead-letter topic through
+//!   an outbox kept in the store, so each bad message is published once even
+//!   across kill -9.
+//! - `produce`: publishing events (the generator, NDJSON files) to the topics.
+
+pub mod consumer;
+pub mod dead_letter;
+pub mod produce;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+
+pub use consumer::{run as run_consumer, ConsumerSummary};
+
+/// A client configuration for `kafka`: brokers, then the pass-through
+/// properties (which may override anything set before them), then `fixed`,
+/// the settings correctness depends on, which nobody may override.
+pub fn client_config(
+    kafka: &KafkaConfig,
+    defaults: &[(&str, &str)],
+    fixed: &[(&str, &str)],
+) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.brokers);
+    for (k, v) in defaults {
+        c.set(*k, *v);
+    }
+    for (k, v) in &kafka.properties {
+        if fixed.iter().any(|(f, _)| f == k) {
+            tracing::warn!(property = %k, "ignoring kafka.properties entry: slastream sets it itself");
+            continue;
+        }
+        c.set(k, v);
+    }
+    for (k, v) in fixed {
+        c.set(*k, *v);
+    }
+    c
+}
+
+/// Consumer lag per partition, from librdkafka's statistics; read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct KafkaLag {
+    by_partition: Mutex<BTreeMap<(String, i32), i64>>,
+}
+
+impl KafkaLag {
+    pub fn set(&self, topic: &str, partition: i32, lag: i64) {
+        let mut m = self.by_partition.lock().unwrap_or_else(|e| e.into_inner());
+        m.insert((topic.to_string(), partition), lag);
+    }
+
+    /// Forgets partitions no longer assigned to this process.
+    pub fn retain(&self, keep: impl Fn(&str, i32) -> bool) {
+        let mut m = self.by_partition.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|(t, p), _| keep(t, *p));
+    }
+
+    pub fn snapshot(&self) -> Vec<(String, i32, i64)> {
+        let m = self.by_partition.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|((t, p), l)| (t.clone(), *p, *l)).collect()
+    }
+}
