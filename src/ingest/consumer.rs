@@ -30,7 +30,7 @@ use crate::app::kind_hint;
 use crate::config::Config;
 use crate::engine::{Applied, Engine, IngestCounts};
 use crate::model::event::decode;
-use crate::model::time::Clock;
+use crate::model::time::{Clock, Millis, HOUR, SECOND};
 use crate::store::{state, Store};
 
 /// Messages applied between two store batches, at most.
@@ -40,6 +40,8 @@ const BATCH_WAIT: Duration = Duration::from_millis(100);
 /// How long a batch waits for its dead letters to be acknowledged before the
 /// loop goes on (they stay in the outbox and are retried).
 const DEAD_LETTER_WAIT: Duration = Duration::from_secs(5);
+/// How often an idle instance (not holding every partition) looks again.
+const RECHECK_IDLE: Duration = Duration::from_secs(10);
 /// How long shutdown waits for dead letters in flight.
 const DRAIN_WAIT: Duration = Duration::from_secs(3);
 
@@ -162,6 +164,204 @@ impl ConsumerContext for Ctx {
     }
 }
 
+/// How long a partition that delivers nothing still counts as holding back
+/// the partitions ahead of it in event time.
+const IDLE_AFTER: Duration = Duration::from_secs(2);
+
+/// How far before a position the first corrective fetch starts (then ×4).
+const RESYNC_STEP: i64 = 512;
+
+/// A fetched message not applied yet.
+struct Pending {
+    offset: i64,
+    key: Option<Vec<u8>>,
+    raw: Vec<u8>,
+}
+
+/// One assigned partition in the loop: what was fetched and not applied yet,
+/// the next offset to apply, and how far it got in event time.
+///
+/// Partitions are applied in step in event time: a message more than `slack`
+/// ahead of the slowest partition that still delivers waits (its partition
+/// paused) until the others catch up. Without this, a consumer catching up a
+/// backlog would read one topic days ahead of another and turn the slower
+/// topic's events into late ones.
+struct Lane {
+    topic: String,
+    partition: i32,
+    buf: std::collections::VecDeque<Pending>,
+    /// Next offset to apply (persisted with the state).
+    next: Option<i64>,
+    /// Next offset to buffer (skips copies fetched twice).
+    fetched_next: Option<i64>,
+    last_applied: Option<Millis>,
+    /// Event time of the first buffered message, when it is waiting.
+    head_time: Option<Millis>,
+    last_arrival: Option<Instant>,
+    advanced: bool,
+    paused: bool,
+    /// Position the partition was (re)started from, until its first message
+    /// confirms it.
+    resync: Option<i64>,
+    seen_before: bool,
+    step: i64,
+    /// A seek the loop must issue (the fetch skipped ahead).
+    reseek: Option<Offset>,
+}
+
+impl Lane {
+    fn for_assignment(assigned: Vec<Assigned>) -> Vec<Lane> {
+        assigned
+            .into_iter()
+            .map(|a| Lane {
+                topic: a.topic,
+                partition: a.partition,
+                buf: Default::default(),
+                next: a.next,
+                fetched_next: a.next,
+                last_applied: None,
+                head_time: None,
+                last_arrival: None,
+                advanced: false,
+                paused: false,
+                resync: a.next.filter(|n| *n > 0),
+                seen_before: false,
+                step: RESYNC_STEP,
+                reseek: None,
+            })
+            .collect()
+    }
+
+    fn push(&mut self, m: &BorrowedMessage<'_>) {
+        let offset = m.offset();
+        if let Some(target) = self.resync {
+            if offset < target {
+                // Before the position: already applied or buffered.
+                self.seen_before = true;
+                return;
+            }
+            if offset > target && !self.seen_before {
+                // The broker answered a fetch from the middle of a record
+                // batch with the next batch (some brokers do): start earlier
+                // and skip forward, so nothing between is lost.
+                if self.reseek.is_none() {
+                    let from = target - self.step;
+                    self.reseek = Some(if from <= 0 {
+                        Offset::Beginning
+                    } else {
+                        Offset::Offset(from)
+                    });
+                    self.step = self.step.saturating_mul(4);
+                    tracing::debug!(topic = %self.topic, partition = self.partition, target, got = offset, "fetch skipped ahead; fetching from earlier");
+                }
+                return;
+            }
+            self.resync = None;
+        }
+        if self.fetched_next.is_some_and(|n| offset < n) {
+            return; // already buffered or applied
+        }
+        self.fetched_next = Some(offset + 1);
+        self.last_arrival = Some(Instant::now());
+        self.buf.push_back(Pending {
+            offset,
+            key: m.key().map(<[u8]>::to_vec),
+            raw: m.payload().unwrap_or_default().to_vec(),
+        });
+    }
+
+    /// Expects the partition to be read from `target` on: messages before it
+    /// are skipped, and a first message after it means the fetch skipped some.
+    fn expect_from(&mut self, target: Option<i64>) {
+        self.resync = target.filter(|t| *t > 0);
+        self.seen_before = false;
+        self.step = RESYNC_STEP;
+        self.reseek = None;
+    }
+
+    /// How far this partition got: its waiting message, else its last applied.
+    fn frontier(&self) -> Option<Millis> {
+        self.head_time.or(self.last_applied)
+    }
+
+    fn active(&self) -> bool {
+        !self.buf.is_empty() || self.last_arrival.is_some_and(|t| t.elapsed() < IDLE_AFTER)
+    }
+}
+
+/// The latest event time lane `i` may apply now.
+fn limit(lanes: &[Lane], i: usize, slack: Millis) -> Option<Millis> {
+    lanes
+        .iter()
+        .enumerate()
+        .filter(|(j, l)| *j != i && l.active())
+        .filter_map(|(_, l)| l.frontier())
+        .min()
+        .map(|m| m.saturating_add(slack))
+}
+
+/// Applies buffered messages in event-time step; dead letters go to `letters`.
+fn apply_lanes(
+    lanes: &mut [Lane],
+    engine: &mut Engine,
+    now: Millis,
+    slack: Millis,
+    summary: &mut ConsumerSummary,
+    letters: &mut Vec<DeadLetter>,
+) {
+    loop {
+        let mut progress = false;
+        for i in 0..lanes.len() {
+            while let Some(head) = lanes[i].buf.front() {
+                let decoded = decode(&head.raw);
+                let at = decoded.as_ref().ok().map(|ev| ev.occurred_at);
+                if let Some(t) = at.filter(|t| limit(lanes, i, slack).is_some_and(|max| *t > max)) {
+                    drop(decoded);
+                    lanes[i].head_time = Some(t);
+                    break;
+                }
+                let result = match &decoded {
+                    Ok(ev) => engine.apply(ev, now),
+                    Err(invalid) => {
+                        engine.record_invalid(kind_hint(&head.raw));
+                        Applied::Invalid(invalid.reason.clone())
+                    }
+                };
+                drop(decoded);
+                let lane = &mut lanes[i];
+                let Some(head) = lane.buf.pop_front() else {
+                    break;
+                };
+                progress = true;
+                lane.head_time = None;
+                if let Some(at) = at {
+                    lane.last_applied = Some(lane.last_applied.map_or(at, |l| l.max(at)));
+                }
+                lane.next = Some(head.offset + 1);
+                lane.advanced = true;
+                summary.messages += 1;
+                summary.counts.record(&result);
+                let reason = match result {
+                    Applied::Invalid(r) => r,
+                    Applied::Late => "late: older than watermark - max_lateness".to_string(),
+                    _ => continue,
+                };
+                letters.push(DeadLetter {
+                    raw: head.raw,
+                    key: head.key,
+                    reason,
+                    topic: lane.topic.clone(),
+                    partition: lane.partition,
+                    offset: head.offset,
+                });
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+}
+
 fn describe(a: &[Assigned]) -> String {
     a.iter()
         .map(|x| match x.next {
@@ -248,7 +448,10 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
     let mut summary = ConsumerSummary::default();
     let mut seen_generation = u64::MAX;
     let mut idle = true;
+    let mut lanes: Vec<Lane> = Vec::new();
+    let slack = (cfg.ingest.max_lateness / 4).clamp(SECOND, HOUR);
     let mut last_error_log: Option<Instant> = None;
+    let mut last_check: Option<Instant> = None;
     while !env.shutdown.is_cancelled() {
         if let Some(why) = shared
             .fatal
@@ -258,12 +461,29 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
         {
             bail!(why);
         }
-        let mut msgs: Vec<BorrowedMessage<'_>> = Vec::new();
         let deadline = Instant::now() + BATCH_WAIT;
-        while msgs.len() < BATCH_EVENTS {
+        let mut polled = 0usize;
+        let mut generation_changed = false;
+        while polled < BATCH_EVENTS {
             let left = deadline.saturating_duration_since(Instant::now());
             match consumer.poll(left) {
-                Some(Ok(m)) => msgs.push(m),
+                Some(Ok(m)) => {
+                    // A rebalance inside this poll rebuilt nothing yet: do it
+                    // before the message is placed.
+                    let generation = shared.generation.load(Ordering::SeqCst);
+                    if generation != seen_generation {
+                        seen_generation = generation;
+                        lanes = Lane::for_assignment(shared.assigned());
+                        generation_changed = true;
+                    }
+                    polled += 1;
+                    if let Some(lane) = lanes
+                        .iter_mut()
+                        .find(|l| l.partition == m.partition() && l.topic == m.topic())
+                    {
+                        lane.push(&m);
+                    }
+                }
                 // Transport errors: librdkafka reconnects by itself.
                 Some(Err(e))
                     if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) =>
@@ -281,96 +501,96 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
         let generation = shared.generation.load(Ordering::SeqCst);
         if generation != seen_generation {
             seen_generation = generation;
+            lanes = Lane::for_assignment(shared.assigned());
+            generation_changed = true;
+        }
+        for l in &mut lanes {
+            if let Some(offset) = l.reseek.take() {
+                if let Err(e) =
+                    consumer.seek(&l.topic, l.partition, offset, Duration::from_secs(10))
+                {
+                    tracing::warn!(error = %e, topic = %l.topic, partition = l.partition, "seek failed; retrying");
+                    l.expect_from(l.resync);
+                }
+            }
+        }
+        let recheck = idle && last_check.is_none_or(|t| t.elapsed() > RECHECK_IDLE);
+        if generation_changed || recheck {
+            last_check = Some(Instant::now());
             let assigned = shared.assigned();
             idle = !holds_every_partition(&consumer, &topics, &assigned);
             env.ready.store(!idle, Ordering::SeqCst);
             shared
                 .lag
                 .retain(|t, p| assigned.iter().any(|a| a.topic == t && a.partition == p));
-        }
-        if idle {
-            // Nothing applied, nothing advanced: the next assignment seeks
-            // back to the stored offsets.
-            if dead.has_acked() {
-                let mut batch = crate::store::Batch::default();
-                dead.stage(&mut batch, Vec::new());
-                env.store.write(batch)?;
+            if idle {
+                for l in &mut lanes {
+                    l.buf.clear();
+                }
             }
-            dead.pump(Duration::ZERO);
-            continue;
         }
-        if msgs.is_empty() {
-            if dead.pending() > 0 || dead.has_acked() {
-                let mut batch = crate::store::Batch::default();
-                dead.stage(&mut batch, Vec::new());
-                env.store.write(batch)?;
-                dead.pump(Duration::ZERO);
-            }
-            continue;
-        }
-        let mut assigned = shared.assigned();
-        let mut letters = Vec::new();
-        let mut advanced = vec![false; assigned.len()];
         let now = env.clock.now();
+        let mut letters = Vec::new();
+        let applied_before = summary.messages;
         let mut batch = {
             let mut engine = env.engine.write().unwrap_or_else(|e| e.into_inner());
-            for m in &msgs {
-                let Some(i) = assigned
-                    .iter()
-                    .position(|a| a.partition == m.partition() && a.topic == m.topic())
-                else {
-                    continue; // fetched before a revoke
-                };
-                if assigned[i].next.is_some_and(|n| m.offset() < n) {
-                    continue; // already applied
-                }
-                assigned[i].next = Some(m.offset() + 1);
-                advanced[i] = true;
-                summary.messages += 1;
-                let raw = m.payload().unwrap_or_default();
-                let result = match decode(raw) {
-                    Ok(ev) => engine.apply(&ev, now),
-                    Err(invalid) => {
-                        engine.record_invalid(kind_hint(raw));
-                        Applied::Invalid(invalid.reason)
-                    }
-                };
-                summary.counts.record(&result);
-                let reason = match result {
-                    Applied::Invalid(r) => r,
-                    Applied::Late => "late: older than watermark - max_lateness".to_string(),
-                    _ => continue,
-                };
-                letters.push(DeadLetter {
-                    raw: raw.to_vec(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    reason,
-                    topic: m.topic().to_string(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                });
+            if !idle {
+                apply_lanes(
+                    &mut lanes,
+                    &mut engine,
+                    now,
+                    slack,
+                    &mut summary,
+                    &mut letters,
+                );
             }
             engine.maybe_compact();
             state::dirty_batch(&mut engine)
         };
         let mut commit = TopicPartitionList::new();
-        for (a, moved) in assigned.iter().zip(&advanced) {
-            if let (true, Some(next)) = (*moved, a.next) {
-                state::put_kafka_position(&mut batch, &a.topic, a.partition, next);
-                let _ = commit.add_partition_offset(&a.topic, a.partition, Offset::Offset(next));
+        for l in &mut lanes {
+            if let (true, Some(next)) = (l.advanced, l.next) {
+                state::put_kafka_position(&mut batch, &l.topic, l.partition, next);
+                let _ = commit.add_partition_offset(&l.topic, l.partition, Offset::Offset(next));
             }
+            l.advanced = false;
         }
         summary.dead_letters += letters.len() as u64;
         dead.stage(&mut batch, letters);
-        env.store.write(batch).context("writing a state batch")?;
-        summary.batches += 1;
-        shared.set_assigned_positions(&assigned);
+        if !batch.is_empty() {
+            env.store.write(batch).context("writing a state batch")?;
+            summary.batches += 1;
+        }
         // Kafka's committed offsets are for lag tooling only.
         if commit.count() > 0 {
             let _ = consumer.commit(&commit, CommitMode::Async);
         }
-        dead.pump(DEAD_LETTER_WAIT);
-        drop(msgs);
+        // Partitions ahead in event time wait (paused) for the others.
+        for l in &mut lanes {
+            let hold = !l.buf.is_empty();
+            if hold != l.paused {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&l.topic, l.partition);
+                let r = if hold {
+                    consumer.pause(&tpl)
+                } else {
+                    // librdkafka drops what it prefetched for a paused
+                    // partition and fetches again from the first message not
+                    // returned by poll, which is `fetched_next`.
+                    l.expect_from(l.fetched_next);
+                    consumer.resume(&tpl)
+                };
+                if r.is_ok() {
+                    l.paused = hold;
+                }
+            }
+        }
+        let wait = if summary.messages > applied_before || dead.pending() > 0 {
+            DEAD_LETTER_WAIT
+        } else {
+            Duration::ZERO
+        };
+        dead.pump(wait);
     }
     env.ready.store(false, Ordering::SeqCst);
     dead.drain(DRAIN_WAIT);
@@ -387,22 +607,6 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
         "consumer stopped; state persisted"
     );
     Ok(summary)
-}
-
-impl Shared {
-    /// Records the positions the loop just persisted, without counting as a
-    /// rebalance.
-    fn set_assigned_positions(&self, persisted: &[Assigned]) {
-        let mut a = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
-        for p in persisted {
-            if let Some(x) = a
-                .iter_mut()
-                .find(|x| x.topic == p.topic && x.partition == p.partition)
-            {
-                x.next = p.next;
-            }
-        }
-    }
 }
 
 /// Whether this process holds every partition of the input topics. One

@@ -1,0 +1,64 @@
+//! Reads the input topics with a bare rdkafka consumer that only counts
+//! messages: the baseline the end-to-end throughput is compared with.
+//!
+//! `cargo run --release --example bare_consumer -- BROKERS [TOPIC...]`
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let brokers = args.next().unwrap_or_else(|| "127.0.0.1:9092".into());
+    let mut topics: Vec<String> = args.collect();
+    if topics.is_empty() {
+        topics = vec![
+            "sla.tickets".into(),
+            "sla.incidents".into(),
+            "sla.probes".into(),
+        ];
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", format!("bare-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&refs).expect("subscribe");
+    let mut n = 0u64;
+    let mut gaps = 0u64;
+    let mut next: std::collections::HashMap<(String, i32), i64> = Default::default();
+    let mut start = None;
+    let mut last = Instant::now();
+    loop {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                start.get_or_insert_with(Instant::now);
+                let k = (m.topic().to_string(), m.partition());
+                if let Some(e) = next.get(&k) {
+                    if *e != m.offset() {
+                        gaps += 1;
+                        eprintln!("gap {k:?}: expected {e}, got {}", m.offset());
+                    }
+                }
+                next.insert(k, m.offset() + 1);
+                n += 1;
+                last = Instant::now();
+            }
+            Some(Err(e)) => eprintln!("error: {e}"),
+            None if start.is_some() && last.elapsed() > Duration::from_secs(3) => break,
+            None => {}
+        }
+    }
+    let secs = last
+        .duration_since(start.unwrap_or(last))
+        .as_secs_f64()
+        .max(1e-9);
+    println!(
+        "bare consumer: {n} messages in {secs:.2}s = {:.0} msg/s, {gaps} offset gaps",
+        n as f64 / secs
+    );
+}
