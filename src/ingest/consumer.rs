@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::statistics::Statistics;
@@ -183,7 +184,7 @@ struct Pending {
 ///
 /// Partitions are applied in step in event time: a message more than `slack`
 /// ahead of the slowest partition that still delivers waits (its partition
-/// paused) until the others catch up. Without this, a consumer catching up a
+/// queue is not read) until the others catch up. Without this, a consumer catching up a
 /// backlog would read one topic days ahead of another and turn the slower
 /// topic's events into late ones.
 struct Lane {
@@ -197,9 +198,9 @@ struct Lane {
     last_applied: Option<Millis>,
     /// Event time of the first buffered message, when it is waiting.
     head_time: Option<Millis>,
-    last_arrival: Option<Instant>,
+    /// When it last delivered (or was assigned).
+    last_arrival: Instant,
     advanced: bool,
-    paused: bool,
     /// Position the partition was (re)started from, until its first message
     /// confirms it.
     resync: Option<i64>,
@@ -207,13 +208,27 @@ struct Lane {
     step: i64,
     /// A seek the loop must issue (the fetch skipped ahead).
     reseek: Option<Offset>,
+    /// The partition's own queue: a partition ahead in event time is simply
+    /// not read (no pause, no refetch) until the others catch up.
+    queue: Option<PartitionQueue<Ctx>>,
 }
 
 impl Lane {
-    fn for_assignment(assigned: Vec<Assigned>) -> Vec<Lane> {
+    fn for_assignment(
+        assigned: Vec<Assigned>,
+        consumer: &Arc<BaseConsumer<Ctx>>,
+        doorbell: &Doorbell,
+    ) -> Vec<Lane> {
         assigned
             .into_iter()
             .map(|a| Lane {
+                queue: consumer
+                    .split_partition_queue(&a.topic, a.partition)
+                    .map(|mut q| {
+                        let bell = doorbell.clone();
+                        q.set_nonempty_callback(move || bell.ring());
+                        q
+                    }),
                 topic: a.topic,
                 partition: a.partition,
                 buf: Default::default(),
@@ -221,9 +236,8 @@ impl Lane {
                 fetched_next: a.next,
                 last_applied: None,
                 head_time: None,
-                last_arrival: None,
+                last_arrival: Instant::now(),
                 advanced: false,
-                paused: false,
                 resync: a.next.filter(|n| *n > 0),
                 seen_before: false,
                 step: RESYNC_STEP,
@@ -234,6 +248,7 @@ impl Lane {
 
     fn push(&mut self, m: &BorrowedMessage<'_>) {
         let offset = m.offset();
+        self.last_arrival = Instant::now();
         if let Some(target) = self.resync {
             if offset < target {
                 // Before the position: already applied or buffered.
@@ -262,7 +277,6 @@ impl Lane {
             return; // already buffered or applied
         }
         self.fetched_next = Some(offset + 1);
-        self.last_arrival = Some(Instant::now());
         self.buf.push_back(Pending {
             offset,
             key: m.key().map(<[u8]>::to_vec),
@@ -273,6 +287,8 @@ impl Lane {
     /// Expects the partition to be read from `target` on: messages before it
     /// are skipped, and a first message after it means the fetch skipped some.
     fn expect_from(&mut self, target: Option<i64>) {
+        // A partition just positioned is expected to deliver soon.
+        self.last_arrival = Instant::now();
         self.resync = target.filter(|t| *t > 0);
         self.seen_before = false;
         self.step = RESYNC_STEP;
@@ -285,19 +301,23 @@ impl Lane {
     }
 
     fn active(&self) -> bool {
-        !self.buf.is_empty() || self.last_arrival.is_some_and(|t| t.elapsed() < IDLE_AFTER)
+        !self.buf.is_empty() || self.last_arrival.elapsed() < IDLE_AFTER
     }
 }
 
 /// The latest event time lane `i` may apply now.
+/// A partition that has delivered nothing yet (but may still) holds every
+/// other one back entirely: its first event could be the oldest.
 fn limit(lanes: &[Lane], i: usize, slack: Millis) -> Option<Millis> {
-    lanes
-        .iter()
-        .enumerate()
-        .filter(|(j, l)| *j != i && l.active())
-        .filter_map(|(_, l)| l.frontier())
-        .min()
-        .map(|m| m.saturating_add(slack))
+    let mut min: Option<Millis> = None;
+    for (j, l) in lanes.iter().enumerate() {
+        if j == i || !l.active() {
+            continue;
+        }
+        let f = l.frontier().unwrap_or(Millis::MIN);
+        min = Some(min.map_or(f, |m| m.min(f)));
+    }
+    min.map(|m| m.saturating_add(slack))
 }
 
 /// Applies buffered messages in event-time step; dead letters go to `letters`.
@@ -362,6 +382,91 @@ fn apply_lanes(
     }
 }
 
+/// Messages a lane may hold before its queue is no longer read.
+const LANE_BUFFER: usize = 2048;
+
+/// Wakes the loop when a partition queue gets messages.
+#[derive(Clone, Default)]
+struct Doorbell(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Doorbell {
+    fn ring(&self) {
+        let (rung, cv) = &*self.0;
+        *rung.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_one();
+    }
+
+    /// Waits until rung (or `timeout`), and clears it.
+    fn wait(&self, timeout: Duration) {
+        let (rung, cv) = &*self.0;
+        let guard = rung.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut guard, _) = cv
+            .wait_timeout_while(guard, timeout, |r| !*r)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard = false;
+    }
+}
+
+fn consumer_error(
+    e: &rdkafka::error::KafkaError,
+    instance_id: &str,
+    last_log: &mut Option<Instant>,
+) -> anyhow::Result<()> {
+    if is_fatal(e) {
+        bail!("Kafka consumer stopped: {e} (another instance with group.instance.id {instance_id:?} may have taken over)");
+    }
+    // Transport errors: librdkafka reconnects by itself.
+    if last_log.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+        tracing::warn!(error = %e, "Kafka consumer error; retrying");
+        *last_log = Some(Instant::now());
+    }
+    Ok(())
+}
+
+/// Reads the partition queues of the lanes that are not waiting, for up to
+/// `BATCH_WAIT` or `BATCH_EVENTS` messages.
+fn fill_lanes(
+    lanes: &mut [Lane],
+    doorbell: &Doorbell,
+    last_log: &mut Option<Instant>,
+    instance_id: &str,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + BATCH_WAIT;
+    let mut got = 0usize;
+    loop {
+        let mut any = false;
+        for lane in lanes.iter_mut() {
+            let mut n = 0;
+            let Some(q) = lane.queue.take() else { continue };
+            while lane.buf.len() < LANE_BUFFER && n < 512 {
+                match q.poll(Duration::ZERO) {
+                    Some(Ok(m)) => {
+                        lane.push(&m);
+                        n += 1;
+                    }
+                    Some(Err(e)) => {
+                        if let Err(fatal) = consumer_error(&e, instance_id, last_log) {
+                            lane.queue = Some(q);
+                            return Err(fatal);
+                        }
+                    }
+                    None => break,
+                }
+            }
+            lane.queue = Some(q);
+            got += n;
+            any |= n > 0;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if got >= BATCH_EVENTS || left.is_zero() {
+            return Ok(());
+        }
+        if !any {
+            doorbell.wait(left.min(Duration::from_millis(20)));
+        }
+    }
+}
+
 fn describe(a: &[Assigned]) -> String {
     a.iter()
         .map(|x| match x.next {
@@ -413,27 +518,35 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
         fatal: Mutex::new(None),
         lag: env.lag.clone(),
     });
-    let consumer: BaseConsumer<Ctx> = client_config(
-        &cfg.kafka,
-        &[
-            ("auto.offset.reset", "earliest"),
-            // Bounded prefetch: memory stays flat however far behind we are.
-            ("queued.max.messages.kbytes", "16384"),
-            ("queued.min.messages", "20000"),
-            ("statistics.interval.ms", "5000"),
-            ("session.timeout.ms", "10000"),
-            ("partition.assignment.strategy", "range,roundrobin"),
-        ],
-        &[
-            ("group.id", &cfg.kafka.group_id),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-        ],
-    )
-    .create_with_context(Ctx {
-        shared: shared.clone(),
-    })
-    .context("creating the Kafka consumer")?;
+    // Static membership: a restarted instance takes its partitions back at
+    // once instead of waiting for the old member's session to expire, and a
+    // second instance started with the same configuration is fenced.
+    let instance_id = format!("{}-0", cfg.kafka.group_id);
+    let consumer: Arc<BaseConsumer<Ctx>> = Arc::new(
+        client_config(
+            &cfg.kafka,
+            &[
+                ("group.instance.id", &instance_id),
+                ("auto.offset.reset", "earliest"),
+                // Bounded prefetch: memory stays flat however far behind we are.
+                ("queued.max.messages.kbytes", "16384"),
+                ("queued.min.messages", "20000"),
+                ("statistics.interval.ms", "5000"),
+                ("session.timeout.ms", "10000"),
+                ("partition.assignment.strategy", "range,roundrobin"),
+            ],
+            &[
+                ("group.id", &cfg.kafka.group_id),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+            ],
+        )
+        .create_with_context(Ctx {
+            shared: shared.clone(),
+        })
+        .context("creating the Kafka consumer")?,
+    );
+    let doorbell = Doorbell::default();
     let topics = input_topics(cfg);
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
@@ -461,22 +574,24 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
         {
             bail!(why);
         }
-        let deadline = Instant::now() + BATCH_WAIT;
-        let mut polled = 0usize;
+        // Rebalance callbacks run only here, where everything applied is
+        // already persisted. The main queue also returns messages fetched
+        // before their partition got its own queue; they are older than
+        // anything in that queue, so they are placed first.
         let mut generation_changed = false;
-        while polled < BATCH_EVENTS {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match consumer.poll(left) {
+        let mut drained = 0usize;
+        while drained < BATCH_EVENTS {
+            let r = consumer.poll(Duration::ZERO);
+            let generation = shared.generation.load(Ordering::SeqCst);
+            if generation != seen_generation {
+                seen_generation = generation;
+                lanes = Lane::for_assignment(shared.assigned(), &consumer, &doorbell);
+                generation_changed = true;
+            }
+            match r {
+                None => break,
                 Some(Ok(m)) => {
-                    // A rebalance inside this poll rebuilt nothing yet: do it
-                    // before the message is placed.
-                    let generation = shared.generation.load(Ordering::SeqCst);
-                    if generation != seen_generation {
-                        seen_generation = generation;
-                        lanes = Lane::for_assignment(shared.assigned());
-                        generation_changed = true;
-                    }
-                    polled += 1;
+                    drained += 1;
                     if let Some(lane) = lanes
                         .iter_mut()
                         .find(|l| l.partition == m.partition() && l.topic == m.topic())
@@ -484,25 +599,8 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
                         lane.push(&m);
                     }
                 }
-                // Transport errors: librdkafka reconnects by itself.
-                Some(Err(e))
-                    if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) =>
-                {
-                    tracing::warn!(error = %e, "Kafka consumer error; retrying");
-                    last_error_log = Some(Instant::now());
-                }
-                Some(Err(_)) => {}
-                None => {}
+                Some(Err(e)) => consumer_error(&e, &instance_id, &mut last_error_log)?,
             }
-            if left.is_zero() {
-                break;
-            }
-        }
-        let generation = shared.generation.load(Ordering::SeqCst);
-        if generation != seen_generation {
-            seen_generation = generation;
-            lanes = Lane::for_assignment(shared.assigned());
-            generation_changed = true;
         }
         for l in &mut lanes {
             if let Some(offset) = l.reseek.take() {
@@ -528,6 +626,11 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
                     l.buf.clear();
                 }
             }
+        }
+        if !idle {
+            fill_lanes(&mut lanes, &doorbell, &mut last_error_log, &instance_id)?;
+        } else {
+            doorbell.wait(BATCH_WAIT);
         }
         let now = env.clock.now();
         let mut letters = Vec::new();
@@ -565,26 +668,6 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
         if commit.count() > 0 {
             let _ = consumer.commit(&commit, CommitMode::Async);
         }
-        // Partitions ahead in event time wait (paused) for the others.
-        for l in &mut lanes {
-            let hold = !l.buf.is_empty();
-            if hold != l.paused {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(&l.topic, l.partition);
-                let r = if hold {
-                    consumer.pause(&tpl)
-                } else {
-                    // librdkafka drops what it prefetched for a paused
-                    // partition and fetches again from the first message not
-                    // returned by poll, which is `fetched_next`.
-                    l.expect_from(l.fetched_next);
-                    consumer.resume(&tpl)
-                };
-                if r.is_ok() {
-                    l.paused = hold;
-                }
-            }
-        }
         let wait = if summary.messages > applied_before || dead.pending() > 0 {
             DEAD_LETTER_WAIT
         } else {
@@ -607,6 +690,19 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
         "consumer stopped; state persisted"
     );
     Ok(summary)
+}
+
+fn is_fatal(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::Fatal
+                | C::FencedInstanceId
+                | C::GroupAuthorizationFailed
+                | C::TopicAuthorizationFailed
+        )
+    )
 }
 
 /// Whether this process holds every partition of the input topics. One

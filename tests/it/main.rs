@@ -5,4 +5,5 @@ mod api;
 mod cli;
 mod common;
 mod golden;
+mod kafka;
 mod restart;

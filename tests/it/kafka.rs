@@ -1,0 +1,556 @@
+//! `slastream run` against a real Kafka-protocol broker (tansu on loopback),
+//! with the real binary: the same events through Kafka and through `replay`
+//! give the same answers; SIGKILL at random moments loses and doubles nothing;
+//! a broker restart mid-stream is survived; bad messages land once in the
+//! dead-letter topic with their headers.
+//!
+//! tansu is installed by `scripts/test.sh` into the tools directory
+//! (`$SLASTREAM_TOOLS`, default `~/.cache/slastream/tools`); `SLASTREAM_TANSU`
+//! may point at another binary.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use slastream::config::{Config, KafkaConfig};
+use slastream::ingest::dead_letter;
+use slastream::ingest::produce::{publish_ndjson, EventProducer};
+use slastream::store::{state, RocksStore};
+
+use crate::common::{answers, app, golden_now, replay_into, restore, root, shipped_config};
+
+const PARTITIONS: usize = 3;
+
+fn tansu_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SLASTREAM_TANSU") {
+        return PathBuf::from(p);
+    }
+    let tools = std::env::var("SLASTREAM_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/slastream/tools")
+        });
+    let p = tools.join("bin/tansu");
+    assert!(
+        p.exists(),
+        "tansu not found at {}: scripts/test.sh installs it",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A tansu broker on a loopback port.
+struct Broker {
+    child: Option<Child>,
+    port: u16,
+    storage: String,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Broker {
+    fn start(storage: &str, dir: &Path) -> Broker {
+        let mut b = Broker {
+            child: None,
+            port: free_port(),
+            storage: storage.to_string(),
+            dir: dir.to_path_buf(),
+            log: dir.join("broker.log"),
+        };
+        b.spawn();
+        b
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("broker log");
+        let child = Command::new(tansu_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", &self.storage])
+            .current_dir(&self.dir)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let addr = self.addr();
+        wait_for("the broker to listen", Duration::from_secs(30), || {
+            TcpStream::connect(&addr).is_ok()
+        });
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn create_topics(&self, kafka: &KafkaConfig) {
+        let t = &kafka.topics;
+        for name in [
+            &t.tickets,
+            &t.incidents,
+            &t.probes,
+            &t.dead_letter,
+            &t.alerts,
+        ] {
+            let status = Command::new(tansu_bin())
+                .args(["topic", "create", "--broker"])
+                .arg(format!("tcp://{}", self.addr()))
+                .args(["--partitions", &PARTITIONS.to_string()])
+                .arg(name)
+                .stdout(Stdio::null())
+                .status()
+                .expect("tansu topic create");
+            assert!(status.success(), "creating topic {name}");
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A `slastream run` process.
+struct Pipeline {
+    child: Child,
+    http: u16,
+    log: PathBuf,
+}
+
+fn run_env(broker: &str, state: &Path, http: u16) -> Vec<(String, String)> {
+    vec![
+        ("SLASTREAM__KAFKA__BROKERS".into(), broker.to_string()),
+        ("SLASTREAM__STATE__PATH".into(), state.display().to_string()),
+        (
+            "SLASTREAM__HTTP__LISTEN".into(),
+            format!("127.0.0.1:{http}"),
+        ),
+    ]
+}
+
+impl Pipeline {
+    fn start(broker: &str, state: &Path, log_path: &Path) -> Pipeline {
+        let http = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_slastream"))
+            .arg("run")
+            .arg("--config")
+            .arg(root().join("config/slastream.toml"))
+            .envs(run_env(broker, state, http))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start slastream run");
+        Pipeline {
+            child,
+            http,
+            log: log_path.to_path_buf(),
+        }
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.http)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+        let body = buf.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
+        Some((status, body.to_string()))
+    }
+
+    /// `slastream_ingest_events_total` by result, summed over kinds.
+    fn ingested(&self) -> Option<BTreeMap<String, u64>> {
+        let (status, body) = self.get("/metrics")?;
+        if status != 200 {
+            return None;
+        }
+        let mut out = BTreeMap::new();
+        for line in body.lines() {
+            let Some(rest) = line.strip_prefix("slastream_ingest_events_total{") else {
+                continue;
+            };
+            let result = rest.split("result=\"").nth(1)?.split('"').next()?;
+            let n: f64 = line.rsplit(' ').next()?.parse().ok()?;
+            *out.entry(result.to_string()).or_default() += n as u64;
+        }
+        Some(out)
+    }
+
+    fn total(&self) -> u64 {
+        self.ingested().map(|m| m.values().sum()).unwrap_or(0)
+    }
+
+    fn wait_total(&self, expected: u64, timeout: Duration) {
+        let start = Instant::now();
+        while self.total() < expected {
+            if start.elapsed() > timeout {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!(
+                    "timed out waiting for {expected} events (got {:?}); log tail:\n{}",
+                    self.ingested(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM; returns whether it exited 0, and how long it took.
+    fn terminate(mut self) -> (bool, Duration) {
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (status.success(), started.elapsed());
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return (false, started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kafka_cfg(broker: &str) -> KafkaConfig {
+    let mut k = Config::default().kafka;
+    k.brokers = broker.to_string();
+    k
+}
+
+fn non_empty_lines(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .expect("read input")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count() as u64
+}
+
+/// The answers of the state at `state_dir`, at the golden instant.
+async fn answers_of(state_dir: &Path) -> Vec<(String, String)> {
+    let cfg = shipped_config(state_dir);
+    let engine = restore(&cfg);
+    answers(&app(engine, golden_now(), ""), &cfg).await
+}
+
+async fn replay_answers(input: &Path, dir: &Path) -> Vec<(String, String)> {
+    let cfg = shipped_config(&dir.join("replay-state"));
+    std::fs::create_dir_all(&cfg.state.path).expect("state dir");
+    let engine = replay_into(&cfg, input);
+    answers(&app(engine, golden_now(), ""), &cfg).await
+}
+
+fn assert_same(kafka: &[(String, String)], replay: &[(String, String)]) {
+    assert_eq!(kafka.len(), replay.len());
+    for ((uri, a), (_, b)) in kafka.iter().zip(replay) {
+        assert_eq!(a, b, "{uri}: Kafka and replay disagree");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_and_replay_give_identical_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start("memory://tansu/", dir.path());
+    let k = kafka_cfg(&broker.addr());
+    broker.create_topics(&k);
+    let input = root().join("config/sample-events.ndjson");
+    let lines = non_empty_lines(&input);
+    let sent = publish_ndjson(&k, &input).expect("publish");
+    assert_eq!(sent, lines);
+
+    let state = dir.path().join("state");
+    let p = Pipeline::start(&broker.addr(), &state, &dir.path().join("run.log"));
+    wait_for("/readyz 200", Duration::from_secs(30), || {
+        p.get("/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    p.wait_total(lines, Duration::from_secs(120));
+    let counts = p.ingested().expect("metrics");
+    let (ok, took) = p.terminate();
+    assert!(ok, "SIGTERM must exit 0");
+    assert_eq!(counts.get("late"), None.or(Some(&0)), "{counts:?}");
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+    assert_eq!(counts.values().sum::<u64>(), lines, "{counts:?}");
+
+    let kafka = answers_of(&state).await;
+    let replay = replay_answers(&input, dir.path()).await;
+    assert_same(&kafka, &replay);
+}
+
+/// Stored offsets, summed, after a stop (the process holds the store lock
+/// while running).
+fn stored_positions(state_dir: &Path) -> BTreeMap<(String, i32), i64> {
+    let store = RocksStore::open(state_dir).expect("open state");
+    state::kafka_positions(&store).expect("positions")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_loop_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start("memory://tansu/", dir.path());
+    let k = kafka_cfg(&broker.addr());
+    broker.create_topics(&k);
+    // Two weeks of generated traffic for the shipped config (~240 k events).
+    let cfg = shipped_config(dir.path());
+    let input = dir.path().join("events.ndjson");
+    crate::common::write_lines(&input, &crate::common::sample_lines(&cfg, 0.2, 14, 11));
+    let lines = non_empty_lines(&input);
+    publish_ndjson(&k, &input).expect("publish");
+
+    let state = dir.path().join("state");
+    let log = dir.path().join("run.log");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut kills = 0;
+    while kills < 10 {
+        let p = Pipeline::start(&broker.addr(), &state, &log);
+        // Wait until it consumes, then kill it at a random moment.
+        wait_for("consumption to start", Duration::from_secs(60), || {
+            p.total() > 0
+        });
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..400)));
+        p.kill9();
+        kills += 1;
+        let now = stored_positions(&state);
+        for (tp, off) in &last {
+            let n = now.get(tp).copied().unwrap_or(-1);
+            assert!(
+                n >= *off,
+                "{tp:?}: stored offset moved back from {off} to {n}"
+            );
+        }
+        last = now;
+        if last.values().sum::<i64>() as u64 >= lines {
+            break;
+        }
+    }
+    assert!(kills >= 5, "the input was consumed before enough kills");
+    let done: u64 = last.values().sum::<i64>() as u64;
+    let p = Pipeline::start(&broker.addr(), &state, &log);
+    p.wait_total(lines - done, Duration::from_secs(180));
+    let (ok, _) = p.terminate();
+    assert!(ok);
+    let total: i64 = stored_positions(&state).values().sum();
+    assert_eq!(
+        total as u64, lines,
+        "every message consumed exactly to the end"
+    );
+
+    let kafka = answers_of(&state).await;
+    let replay = replay_answers(&input, dir.path()).await;
+    assert_same(&kafka, &replay);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_restart_mid_stream_is_survived() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A durable store, so the topics survive the restart (relative to the
+    // broker's working directory).
+    let mut broker = Broker::start("sqlite://broker.db", dir.path());
+    let k = kafka_cfg(&broker.addr());
+    broker.create_topics(&k);
+    let input = root().join("config/sample-events.ndjson");
+    let lines = non_empty_lines(&input);
+    publish_ndjson(&k, &input).expect("publish");
+
+    let state = dir.path().join("state");
+    let p = Pipeline::start(&broker.addr(), &state, &dir.path().join("run.log"));
+    wait_for("consumption to start", Duration::from_secs(60), || {
+        p.total() > 0
+    });
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    broker.spawn();
+    p.wait_total(lines, Duration::from_secs(180));
+    let (ok, _) = p.terminate();
+    assert!(ok);
+
+    let kafka = answers_of(&state).await;
+    let replay = replay_answers(&input, dir.path()).await;
+    assert_same(&kafka, &replay);
+}
+
+/// Every message of the dead-letter topic: (value, headers).
+fn read_dead_letters(k: &KafkaConfig, expected: usize) -> Vec<(Vec<u8>, BTreeMap<String, String>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &k.brokers)
+        .set("group.id", "dlq-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS as i32 {
+        tpl.add_partition_offset(&k.topics.dead_letter, p, Offset::Beginning)
+            .expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Read a little past `expected` to see any extra copy.
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let mut h = BTreeMap::new();
+                if let Some(hs) = m.headers() {
+                    for x in hs.iter() {
+                        h.insert(
+                            x.key.to_string(),
+                            String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                        );
+                    }
+                }
+                out.push((m.payload().unwrap_or_default().to_vec(), h));
+                quiet_since = Instant::now();
+            }
+            _ if out.len() >= expected && quiet_since.elapsed() > Duration::from_secs(2) => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_messages_land_once_in_the_dead_letter_topic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start("memory://tansu/", dir.path());
+    let k = kafka_cfg(&broker.addr());
+    broker.create_topics(&k);
+    let good = [
+        r#"{"event_id":"g1","kind":"probe","occurred_at":"2026-11-10T10:00:00Z","customer_id":"acme","probe_id":"p1","service":"api","success":true,"latency_ms":12}"#,
+        r#"{"event_id":"g2","kind":"probe","occurred_at":"2026-11-10T10:00:01Z","customer_id":"acme","probe_id":"p1","service":"api","success":true,"latency_ms":14}"#,
+    ];
+    let mut p = EventProducer::new(&k).expect("producer");
+    for g in good {
+        p.send_event(g.as_bytes()).expect("send");
+    }
+    p.finish(Duration::from_secs(30)).expect("delivered");
+
+    let state = dir.path().join("state");
+    let log = dir.path().join("run.log");
+    let run = Pipeline::start(&broker.addr(), &state, &log);
+    run.wait_total(2, Duration::from_secs(60));
+
+    let oversized = format!(
+        r#"{{"event_id":"big","kind":"probe","occurred_at":"2026-11-10T10:00:00Z","customer_id":"acme","probe_id":"p1","service":"api","success":true,"pad":"{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
+    let bad: Vec<(String, &str)> = vec![
+        ("{not json".to_string(), "JSON"),
+        (
+            r#"{"event_id":"m1","kind":"ticket","occurred_at":"2026-11-10T10:00:00Z","customer_id":"acme","action":"opened"}"#.to_string(),
+            "ticket_id",
+        ),
+        (
+            r#"{"event_id":"z1","kind":"probe","occurred_at":"2026-11-10T10:00:00Z","customer_id":"new","timezone":"Mars/Olympus","probe_id":"p1","service":"api","success":true,"latency_ms":10}"#.to_string(),
+            "timezone",
+        ),
+        (oversized, "larger"),
+        (
+            r#"{"event_id":"l1","kind":"probe","occurred_at":"2026-10-01T10:00:00Z","customer_id":"acme","probe_id":"p1","service":"api","success":true,"latency_ms":10}"#.to_string(),
+            "late",
+        ),
+    ];
+    let mut p = EventProducer::new(&k).expect("producer");
+    for (raw, _) in &bad {
+        p.send(&k.topics.probes, Some(b"acme"), raw.as_bytes())
+            .expect("send");
+    }
+    p.finish(Duration::from_secs(30)).expect("delivered");
+    run.wait_total(2 + bad.len() as u64, Duration::from_secs(60));
+    let counts = run.ingested().expect("metrics");
+    assert_eq!(counts.get("invalid"), Some(&4), "{counts:?}");
+    assert_eq!(counts.get("late"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("accepted"), Some(&2), "{counts:?}");
+
+    let letters = read_dead_letters(&k, bad.len());
+    assert_eq!(letters.len(), bad.len(), "each bad message exactly once");
+    for (raw, needle) in &bad {
+        let (_, h) = letters
+            .iter()
+            .find(|(v, _)| v == raw.as_bytes())
+            .unwrap_or_else(|| panic!("dead letter for {needle} missing"));
+        let reason = &h[dead_letter::HEADER_ERROR];
+        assert!(
+            reason.contains(needle),
+            "reason {reason:?} should mention {needle}"
+        );
+        assert_eq!(h[dead_letter::HEADER_TOPIC], k.topics.probes);
+        assert!(h[dead_letter::HEADER_PARTITION].parse::<i32>().is_ok());
+        assert!(h[dead_letter::HEADER_OFFSET].parse::<i64>().is_ok());
+    }
+
+    // A restart re-reads nothing: the offsets moved past the bad messages
+    // in the same batch as their outbox entries.
+    run.kill9();
+    let run = Pipeline::start(&broker.addr(), &state, &log);
+    wait_for("/readyz 200", Duration::from_secs(30), || {
+        run.get("/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    drop(run);
+    assert_eq!(read_dead_letters(&k, bad.len()).len(), bad.len());
+}
