@@ -11,6 +11,14 @@ mkdir -p "$CARGO_TARGET_DIR" "$SLASTREAM_TOOLS"
 
 scripts/setup.sh
 
+# A real Kafka-protocol broker for the integration tests: tansu, built once
+# into the tools directory (about 15 minutes on 2 cores the first time).
+if [ ! -x "$SLASTREAM_TOOLS/bin/tansu" ]; then
+    echo "installing tansu 0.6.0 into $SLASTREAM_TOOLS (first run only)"
+    cargo install --locked tansu --version 0.6.0 --features dynostore,libsql --root "$SLASTREAM_TOOLS" \
+        || cargo install tansu --version 0.6.0 --features dynostore,libsql --root "$SLASTREAM_TOOLS"
+fi
+
 # One optimised profile for tests, benches and binaries: RocksDB and
 # librdkafka compile once.
 cargo build --release --all-targets
