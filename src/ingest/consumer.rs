@@ -38,8 +38,7 @@ use crate::store::{state, Store};
 pub const BATCH_EVENTS: usize = 4096;
 /// How long a batch may wait to fill up.
 const BATCH_WAIT: Duration = Duration::from_millis(100);
-/// How long a batch waits for its dead letters to be acknowledged before the
-/// loop goes on (they stay in the outbox and are retried).
+/// How long start-up waits for dead letters left from before a crash.
 const DEAD_LETTER_WAIT: Duration = Duration::from_secs(5);
 /// How often an idle instance (not holding every partition) looks again.
 const RECHECK_IDLE: Duration = Duration::from_secs(10);
@@ -634,7 +633,6 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
         }
         let now = env.clock.now();
         let mut letters = Vec::new();
-        let applied_before = summary.messages;
         let mut batch = {
             let mut engine = env.engine.write().unwrap_or_else(|e| e.into_inner());
             if !idle {
@@ -668,12 +666,10 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
         if commit.count() > 0 {
             let _ = consumer.commit(&commit, CommitMode::Async);
         }
-        let wait = if summary.messages > applied_before || dead.pending() > 0 {
-            DEAD_LETTER_WAIT
-        } else {
-            Duration::ZERO
-        };
-        dead.pump(wait);
+        // Acknowledgements are collected on later turns: the outbox, not
+        // this loop, makes dead letters safe, so a slow dead-letter topic
+        // never holds up ingestion.
+        dead.pump(Duration::ZERO);
     }
     env.ready.store(false, Ordering::SeqCst);
     dead.drain(DRAIN_WAIT);

@@ -194,9 +194,10 @@ impl DeadLetters {
         }
         let deadline = Instant::now() + wait;
         loop {
-            self.producer.poll(Duration::from_millis(10));
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.producer.poll(left.min(Duration::from_millis(10)));
             self.collect();
-            if self.in_flight.is_empty() || Instant::now() >= deadline {
+            if self.in_flight.is_empty() || left.is_zero() {
                 break;
             }
         }

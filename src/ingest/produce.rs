@@ -156,3 +156,57 @@ pub fn publish_ndjson(kafka: &KafkaConfig, path: &std::path::Path) -> anyhow::Re
     }
     p.finish(Duration::from_secs(120))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::ClientConfig;
+
+    use crate::generate::{run_cli, GenSettings, Generator};
+    use crate::model::time::{parse_rfc3339, HOUR};
+
+    fn messages(brokers: &str, topic: &str) -> i64 {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()
+            .expect("client");
+        (0..3)
+            .map(|p| {
+                let (lo, hi) = c
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .expect("watermarks");
+                hi - lo
+            })
+            .sum()
+    }
+
+    #[test]
+    fn generate_publishes_every_event_to_the_topic_of_its_kind() {
+        let mock = MockCluster::new(1).expect("mock cluster");
+        for t in ["sla.tickets", "sla.incidents", "sla.probes"] {
+            mock.create_topic(t, 3, 1).expect("topic");
+        }
+        let brokers = mock.bootstrap_servers();
+        let start = "2026-11-02T00:00:00Z";
+        run_cli(None, 2.0, 3, 1, "1h", Some(start), Some(&brokers)).expect("published");
+        let settings =
+            GenSettings::synthetic(1, 3, 2.0, parse_rfc3339(start).expect("start"), HOUR);
+        let mut by_kind = std::collections::BTreeMap::<&str, i64>::new();
+        for e in Generator::new(settings) {
+            *by_kind.entry(e.kind).or_default() += 1;
+        }
+        assert!(by_kind["probe"] > 0);
+        assert_eq!(messages(&brokers, "sla.probes"), by_kind["probe"]);
+        assert_eq!(
+            messages(&brokers, "sla.tickets"),
+            by_kind.get("ticket").copied().unwrap_or(0)
+        );
+        assert_eq!(
+            messages(&brokers, "sla.incidents"),
+            by_kind.get("incident").copied().unwrap_or(0)
+        );
+    }
+}
