@@ -3,9 +3,15 @@
 # machine, skipping whatever is already there. Safe to run repeatedly.
 #   libclang-dev  RocksDB's bindgen (build)
 #   g++, make     RocksDB and librdkafka (build)
+# With --test, also what the tests run against:
+#   prometheus (promtool), prometheus-alertmanager (amtool)
 set -euo pipefail
 
 need_apt=()
+if [ "${1:-}" = "--test" ]; then
+  command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+  command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+fi
 # bindgen loads libclang.so (or libclang-N.so); libclang-cpp, which a fresh
 # machine may have, is not enough.
 if ! compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null && ! compgen -G '/usr/lib/*/libclang-[0-9]*.so*' >/dev/null; then

@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/slastream/target}"
 export SLASTREAM_TOOLS="${SLASTREAM_TOOLS:-$HOME/.cache/slastream/tools}"
 mkdir -p "$CARGO_TARGET_DIR" "$SLASTREAM_TOOLS"
 
-scripts/setup.sh
+scripts/setup.sh --test
 
 # A real Kafka-protocol broker for the integration tests: tansu, built once
 # into the tools directory (about 15 minutes on 2 cores the first time).

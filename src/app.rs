@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState, MetricsFn};
 use crate::config::Config;
 use crate::engine::{Applied, Engine, IngestCounts};
+use crate::export::{ExportOptions, PipelineMetrics};
 use crate::ingest::consumer::ConsumerEnv;
 use crate::ingest::KafkaLag;
 use crate::model::event::decode;
@@ -39,14 +40,8 @@ pub fn open_state(cfg: &Config) -> anyhow::Result<(Engine, Arc<dyn Store>)> {
     Ok((engine, store))
 }
 
-fn metrics_fn(lag: Option<Arc<KafkaLag>>) -> MetricsFn {
-    Arc::new(move |engine: &Engine, _now| {
-        let mut out = crate::export::render(engine);
-        if let Some(lag) = &lag {
-            out.push_str(&crate::export::render_lag(&lag.snapshot()));
-        }
-        out
-    })
+fn metrics_fn(opts: ExportOptions) -> MetricsFn {
+    Arc::new(move |engine: &Engine, now| crate::export::render(engine, now, &opts))
 }
 
 /// `slastream run`: the engine fed from Kafka, the API served beside it.
@@ -63,7 +58,11 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         clock: clock.clone(),
         admin_token: cfg.http.admin_token.clone(),
         ready: ready.clone(),
-        metrics: metrics_fn(Some(lag.clone())),
+        metrics: metrics_fn(ExportOptions {
+            lag: Some(lag.clone()),
+            pipeline: Some(Arc::new(PipelineMetrics::new())),
+            ..ExportOptions::from_config(&cfg)
+        }),
     };
     let server = {
         let cfg = cfg.clone();
@@ -129,7 +128,10 @@ pub async fn replay(
         clock: clock.clone(),
         admin_token: cfg.http.admin_token.clone(),
         ready: ready.clone(),
-        metrics: metrics_fn(None),
+        metrics: metrics_fn(ExportOptions {
+            pipeline: Some(Arc::new(PipelineMetrics::new())),
+            ..ExportOptions::from_config(&cfg)
+        }),
     };
     let server = if opts.then_serve {
         let cfg2 = cfg.clone();

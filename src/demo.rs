@@ -73,7 +73,13 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
         clock: clock.clone(),
         admin_token: cfg.http.admin_token.clone(),
         ready: ready.clone(),
-        metrics: Arc::new(|e: &crate::engine::Engine, _| crate::export::render(e)),
+        metrics: {
+            let opts = crate::export::ExportOptions {
+                pipeline: Some(Arc::new(crate::export::PipelineMetrics::new())),
+                ..crate::export::ExportOptions::from_config(&cfg)
+            };
+            Arc::new(move |e: &crate::engine::Engine, now| crate::export::render(e, now, &opts))
+        },
     };
     let server = {
         let cfg = cfg.clone();

@@ -18,4 +18,5 @@ pub mod generate;
 pub mod ingest;
 pub mod model;
 pub mod report;
+pub mod rules;
 pub mod store;

@@ -140,9 +140,14 @@ fn main() -> ExitCode {
                 };
                 slastream::app::run(cfg, shutdown_on_signals()).await
             }
-            Command::Rules { .. } => Err(anyhow::anyhow!(
-                "this command is not available in this build yet"
-            )),
+            Command::Rules { config } => {
+                let cfg = match load_config(config) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                print!("{}", slastream::rules::render(&cfg));
+                Ok(())
+            }
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -51,6 +51,10 @@ impl Counts {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Series {
     buckets: BTreeMap<Millis, Counts>,
+    /// Counts of buckets dropped by retention, so `all_time` never decreases
+    /// while the process runs.
+    #[serde(default)]
+    retired: Counts,
 }
 
 impl Series {
@@ -123,7 +127,9 @@ impl Series {
     ) -> Vec<Millis> {
         let mut touched: Vec<Millis> = self.buckets.range(..drop_before).map(|(k, _)| *k).collect();
         for k in &touched {
-            self.buckets.remove(k);
+            if let Some(v) = self.buckets.remove(k) {
+                self.retired.add(v);
+            }
         }
         let lo = since.max(drop_before);
         if lo < fine_before {
@@ -142,6 +148,16 @@ impl Series {
             }
         }
         touched
+    }
+
+    /// Every count this series has held: retained buckets plus those
+    /// dropped by retention (the `slastream_slo_events_total` counter).
+    pub fn all_time(&self) -> Counts {
+        let mut c = self.retired;
+        for v in self.buckets.values() {
+            c.add(*v);
+        }
+        c
     }
 
     pub fn get(&self, key: Millis) -> Option<Counts> {

@@ -96,6 +96,57 @@ impl Numbers {
     }
 }
 
+/// The state of a running clock (SPEC §5 `slastream_tickets_open`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ClockState {
+    OnTrack,
+    AtRisk,
+    Breached,
+    Paused,
+}
+
+impl ClockState {
+    pub const ALL: [ClockState; 4] = [
+        ClockState::OnTrack,
+        ClockState::AtRisk,
+        ClockState::Breached,
+        ClockState::Paused,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ClockState::OnTrack => "on_track",
+            ClockState::AtRisk => "at_risk",
+            ClockState::Breached => "breached",
+            ClockState::Paused => "paused",
+        }
+    }
+}
+
+/// A running ticket or incident clock.
+#[derive(Debug, Clone)]
+pub struct OpenClock {
+    pub slo: usize,
+    pub kind: &'static str,
+    pub id: String,
+    pub customer: CustomerIdx,
+    /// Priority (`P1`..) for tickets, severity (`SEV1`..) for incidents.
+    pub level: &'static str,
+    pub state: ClockState,
+    pub elapsed: Millis,
+    pub target: Millis,
+    pub started_at: Millis,
+    pub breach_at: Option<Millis>,
+}
+
+struct ClockView {
+    kind: &'static str,
+    id: String,
+    run: ClockRun,
+    target: Millis,
+    removed: SpanSet,
+}
+
 /// One entry of the breaches list.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Breach {
@@ -342,6 +393,104 @@ impl Engine {
         out
     }
 
+    /// Every running ticket / incident clock with its state at `now`:
+    /// breached (target passed), paused (a pause or exclusion covers now),
+    /// at risk (elapsed ≥ `warn_at` × target) or on track, in that order.
+    pub fn open_clocks(&self, now: Millis, warn_at: f64) -> Vec<OpenClock> {
+        let mut out = Vec::new();
+        for (s, st) in self.slos.iter().enumerate() {
+            let def = self.slo(s);
+            if !(def.indicator.is_ticket() || def.indicator.is_incident_clock()) {
+                continue;
+            }
+            let mut items: Vec<(&ItemIdx, &Vec<(CustomerIdx, Outcome)>)> =
+                st.contribs.iter().collect();
+            items.sort_by_key(|(i, _)| **i);
+            for (item, list) in items {
+                for (c, o) in list {
+                    let Outcome::Running { breach_at } = *o else {
+                        continue;
+                    };
+                    let Some(v) = self.clock_view(s, def, *item, *c) else {
+                        continue;
+                    };
+                    let elapsed = elapsed_at(&v.run, &v.removed, self.clock_calendar(def, *c), now);
+                    let state = if breach_at.is_some_and(|b| b < now) || elapsed > v.target {
+                        ClockState::Breached
+                    } else if v.removed.contains(now) {
+                        ClockState::Paused
+                    } else if elapsed as f64 >= warn_at * v.target as f64 {
+                        ClockState::AtRisk
+                    } else {
+                        ClockState::OnTrack
+                    };
+                    let ticket = v.kind == "ticket";
+                    out.push(OpenClock {
+                        slo: s,
+                        kind: v.kind,
+                        id: v.id,
+                        customer: *c,
+                        level: if ticket {
+                            PRIORITIES[v.run.level as usize]
+                        } else {
+                            SEVERITIES[v.run.level as usize]
+                        },
+                        state,
+                        elapsed,
+                        target: v.target,
+                        started_at: v.run.start,
+                        breach_at,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// A clock's run, target and removed spans, for an item and customer.
+    fn clock_view(
+        &self,
+        s: usize,
+        def: &SloDef,
+        item: ItemIdx,
+        c: CustomerIdx,
+    ) -> Option<ClockView> {
+        let cust = self.customers.get(c);
+        let (kind, id, run, pauses) = if def.indicator.is_ticket() {
+            let it = &self.tickets.list[item as usize];
+            let tl = ticket_timeline(&it.events)?;
+            let run = if def.indicator == Indicator::TicketResponse {
+                tl.response
+            } else {
+                tl.resolution
+            };
+            (
+                "ticket",
+                it.id.clone(),
+                run,
+                def.pausable.then_some(tl.pauses),
+            )
+        } else {
+            let it = &self.incidents.list[item as usize];
+            let tl = incident_timeline(&it.events)?;
+            let run = if def.indicator == Indicator::IncidentAck {
+                tl.ack
+            } else {
+                tl.resolution
+            };
+            ("incident", it.id.clone(), run, None)
+        };
+        let target = def.target_for(&cust.segment, run.level)?;
+        let removed = self.removed_spans(s, c, pauses.as_ref());
+        Some(ClockView {
+            kind,
+            id,
+            run,
+            target,
+            removed,
+        })
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn breach_entry(
         &self,
@@ -354,33 +503,13 @@ impl Engine {
         now: Millis,
     ) -> Option<Breach> {
         let cust = self.customers.get(c);
-        let (kind, id, run, pauses): (&'static str, String, ClockRun, Option<SpanSet>) =
-            if def.indicator.is_ticket() {
-                let it = &self.tickets.list[item as usize];
-                let tl = ticket_timeline(&it.events)?;
-                let run = if def.indicator == Indicator::TicketResponse {
-                    tl.response
-                } else {
-                    tl.resolution
-                };
-                (
-                    "ticket",
-                    it.id.clone(),
-                    run,
-                    def.pausable.then_some(tl.pauses),
-                )
-            } else {
-                let it = &self.incidents.list[item as usize];
-                let tl = incident_timeline(&it.events)?;
-                let run = if def.indicator == Indicator::IncidentAck {
-                    tl.ack
-                } else {
-                    tl.resolution
-                };
-                ("incident", it.id.clone(), run, None)
-            };
-        let target = def.target_for(&cust.segment, run.level)?;
-        let removed = self.removed_spans(s, c, pauses.as_ref());
+        let ClockView {
+            kind,
+            id,
+            run,
+            target,
+            removed,
+        } = self.clock_view(s, def, item, c)?;
         let elapsed = elapsed_at(
             &run,
             &removed,

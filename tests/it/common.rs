@@ -84,7 +84,9 @@ pub fn app(engine: Engine, now: Millis, token: &str) -> axum::Router {
         clock,
         admin_token: token.to_string(),
         ready: Arc::new(AtomicBool::new(true)),
-        metrics: Arc::new(|e: &Engine, _| slastream::export::render(e)),
+        metrics: Arc::new(|e: &Engine, now| {
+            slastream::export::render(e, now, &slastream::export::ExportOptions::default())
+        }),
     })
 }
 

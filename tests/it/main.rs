@@ -6,4 +6,5 @@ mod cli;
 mod common;
 mod golden;
 mod kafka;
+mod metrics;
 mod restart;
