@@ -53,6 +53,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let clock: Arc<dyn Clock> = Arc::new(WallClock);
     let ready = Arc::new(AtomicBool::new(false));
     let lag = Arc::new(KafkaLag::default());
+    let pipeline = Arc::new(PipelineMetrics::new());
     let app = AppState {
         engine: engine.clone(),
         clock: clock.clone(),
@@ -60,7 +61,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         ready: ready.clone(),
         metrics: metrics_fn(ExportOptions {
             lag: Some(lag.clone()),
-            pipeline: Some(Arc::new(PipelineMetrics::new())),
+            pipeline: Some(pipeline.clone()),
             ..ExportOptions::from_config(&cfg)
         }),
     };
@@ -84,6 +85,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
                 shutdown: &token,
                 ready: &ready,
                 lag,
+                metrics: Some(pipeline),
             };
             let r = crate::ingest::run_consumer(&cfg, env);
             token.cancel();

@@ -493,6 +493,8 @@ pub struct ConsumerEnv<'a> {
     /// Set while the state is loaded and this process holds every partition.
     pub ready: &'a AtomicBool,
     pub lag: Arc<KafkaLag>,
+    /// Where batch durations are observed (`decode_apply`, `persist`).
+    pub metrics: Option<Arc<crate::export::PipelineMetrics>>,
 }
 
 /// The distinct input topics, in configuration order.
@@ -633,6 +635,7 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
         }
         let now = env.clock.now();
         let mut letters = Vec::new();
+        let apply_started = Instant::now();
         let mut batch = {
             let mut engine = env.engine.write().unwrap_or_else(|e| e.into_inner());
             if !idle {
@@ -658,9 +661,19 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
         }
         summary.dead_letters += letters.len() as u64;
         dead.stage(&mut batch, letters);
+        let applied = apply_started.elapsed();
         if !batch.is_empty() {
+            let persist_started = Instant::now();
             env.store.write(batch).context("writing a state batch")?;
             summary.batches += 1;
+            if let Some(m) = &env.metrics {
+                m.processing
+                    .with_label_values(&["decode_apply"])
+                    .observe(applied.as_secs_f64());
+                m.processing
+                    .with_label_values(&["persist"])
+                    .observe(persist_started.elapsed().as_secs_f64());
+            }
         }
         // Kafka's committed offsets are for lag tooling only.
         if commit.count() > 0 {
