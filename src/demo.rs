@@ -1,8 +1,9 @@
-//! `slastream demo`: the product on one machine with nothing installed. A
-//! simulated clock (`--speed N` times the wall clock) drives the generator;
-//! three days of history are applied at start, then events flow live as the
-//! simulated clock passes them, through the same engine, store and API as
-//! `replay`. The second half of the workload burns the first probe service,
+//! `slastream demo`: the product on one machine with nothing installed. An
+//! embedded Kafka-protocol broker (librdkafka's mock cluster) holds the
+//! topics; a simulated clock (`--speed N` times the wall clock) drives the
+//! generator, which publishes three days of history at start, then events as
+//! the simulated clock passes them; the same consumer as `slastream run`
+//! applies them to the engine, store and API. The second half of the workload burns the first probe service,
 //! so an SLO visibly burns from the moment the demo is live.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -15,10 +16,12 @@ use tokio_util::sync::CancellationToken;
 use crate::api::AppState;
 use crate::app::{open_state, serve};
 use crate::config::Config;
+use crate::export::{ExportOptions, PipelineMetrics};
 use crate::generate::{GenSettings, Generator};
-use crate::model::event::decode;
+use crate::ingest::consumer::ConsumerEnv;
+use crate::ingest::produce::EventProducer;
+use crate::ingest::{EmbeddedBroker, KafkaLag};
 use crate::model::time::{floor_minute, Clock, Millis, WallClock, DAY};
-use crate::store::state;
 
 /// History applied at once when the demo starts.
 const HISTORY: Millis = 3 * DAY;
@@ -63,28 +66,58 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
         .tempdir()
         .context("creating a state directory")?;
     cfg.state.path = state_dir.path().to_path_buf();
+    let broker = EmbeddedBroker::start(&cfg.kafka.topics, 3)?;
+    cfg.kafka.brokers = broker.bootstrap_servers();
+    cfg.kafka.properties.clear();
     let (engine, store) = open_state(&cfg)?;
     let engine = Arc::new(RwLock::new(engine));
     let live_from = floor_minute(WallClock.now());
     let clock = Arc::new(SimClock::new(live_from, speed));
     let ready = Arc::new(AtomicBool::new(false));
+    let pipeline = Arc::new(PipelineMetrics::new());
+    let lag = Arc::new(KafkaLag::default());
     let app = AppState {
         engine: engine.clone(),
         clock: clock.clone(),
         admin_token: cfg.http.admin_token.clone(),
-        ready: ready.clone(),
+        // Ready once the history is applied, not merely assigned.
+        ready: Arc::new(AtomicBool::new(false)),
         metrics: {
-            let opts = crate::export::ExportOptions {
-                pipeline: Some(Arc::new(crate::export::PipelineMetrics::new())),
-                ..crate::export::ExportOptions::from_config(&cfg)
+            let opts = ExportOptions {
+                pipeline: Some(pipeline.clone()),
+                lag: Some(lag.clone()),
+                ..ExportOptions::from_config(&cfg)
             };
             Arc::new(move |e: &crate::engine::Engine, now| crate::export::render(e, now, &opts))
         },
     };
+    let api_ready = app.ready.clone();
     let server = {
         let cfg = cfg.clone();
         let token = shutdown.clone();
         tokio::spawn(async move { serve(&cfg, app, token).await })
+    };
+    // The same consumer as `slastream run`, on the simulated clock.
+    let consumer = {
+        let cfg = cfg.clone();
+        let engine = engine.clone();
+        let clock = clock.clone();
+        let token = shutdown.clone();
+        let ready = ready.clone();
+        tokio::task::spawn_blocking(move || {
+            let env = ConsumerEnv {
+                engine: &engine,
+                store,
+                clock: clock.as_ref(),
+                shutdown: &token,
+                ready: &ready,
+                lag,
+                metrics: Some(pipeline),
+            };
+            let r = crate::ingest::run_consumer(&cfg, env);
+            token.cancel();
+            r
+        })
     };
     // Probes dominate: about one probe per customer and service a minute.
     let services = cfg
@@ -96,7 +129,10 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
     let rate = (cfg.customers.len().max(12) as f64 * services / 60.0).max(0.5);
     let settings = GenSettings::from_config(&cfg, 42, 12, rate, live_from - HISTORY, 2 * HISTORY);
     let mut events = Generator::new(settings).peekable();
+    let mut producer = EventProducer::new(&cfg.kafka)?;
     let base = format!("http://{}", cfg.http.listen);
+    let mut history: Option<u64> = None;
+    let mut sent: u64 = 0;
     let mut announced = false;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
@@ -105,28 +141,31 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
             _ = tick.tick() => {}
         }
         let now = clock.now();
-        let mut batch = Vec::new();
+        let mut n = 0;
         while let Some(e) = events.peek() {
-            if e.at > now || batch.len() >= 50_000 {
+            if e.at > now || n >= 50_000 {
                 break;
             }
-            batch.push(events.next().map(|e| e.json).unwrap_or_default());
-        }
-        if !batch.is_empty() {
-            let mut e = engine.write().unwrap_or_else(|p| p.into_inner());
-            for line in &batch {
-                if let Ok(ev) = decode(line.as_bytes()) {
-                    e.apply(&ev, now);
-                }
+            if let Some(e) = events.next() {
+                let topic = producer.topic_for(e.kind).to_string();
+                producer.send(&topic, Some(e.key.as_bytes()), e.json.as_bytes())?;
+                n += 1;
             }
-            e.maybe_compact();
-            let b = state::dirty_batch(&mut e);
-            drop(e);
-            store.write(b)?;
         }
-        if !announced && events.peek().is_none_or(|e| e.at > live_from) {
+        sent += n;
+        if history.is_none() && events.peek().is_none_or(|e| e.at > live_from) {
+            history = Some(sent);
+        }
+        let applied: u64 = {
+            let e = engine.read().unwrap_or_else(|p| p.into_inner());
+            e.counts
+                .values()
+                .map(|c| c.accepted + c.duplicate + c.late + c.invalid)
+                .sum()
+        };
+        if !announced && ready.load(Ordering::SeqCst) && history.is_some_and(|h| applied >= h) {
             announced = true;
-            ready.store(true, Ordering::SeqCst);
+            api_ready.store(true, Ordering::SeqCst);
             let slo = cfg
                 .slos
                 .first()
@@ -138,12 +177,13 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
                 .map(|c| c.id.clone())
                 .unwrap_or_else(|| "acme".into());
             eprintln!(
-                "\nslastream demo is live (simulated clock at {speed}x).\n\
+                "\nslastream demo is live (simulated clock at {speed}x, embedded Kafka broker at {brokers}).\n\
                  Open:\n  {base}/api/v1/slos\n  {base}/metrics\n\
                  Try:\n  curl -s '{base}/api/v1/compliance?slo={slo}&customer={customer}'\n  \
                  curl -s '{base}/api/v1/breaches'\n  \
                  curl -s '{base}/api/v1/report?month={month}&format=csv'\n\
                  Ctrl-C stops the demo.\n",
+                brokers = cfg.kafka.brokers,
                 month = jiff::Timestamp::from_millisecond(now)
                     .map(|t| t.strftime("%Y-%m").to_string())
                     .unwrap_or_default()
@@ -157,6 +197,9 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
             break;
         }
     }
+    drop(producer);
+    consumer.await.context("consumer task")??;
     server.await.context("server task")??;
+    drop(broker);
     Ok(())
 }

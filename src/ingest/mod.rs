@@ -71,3 +71,36 @@ impl KafkaLag {
         m.iter().map(|((t, p), l)| (t.clone(), *p, *l)).collect()
     }
 }
+
+/// An in-process Kafka-protocol broker (librdkafka's mock cluster) with the
+/// topics of a configuration: the demo's broker, nothing to install.
+pub struct EmbeddedBroker {
+    cluster: rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+}
+
+impl EmbeddedBroker {
+    pub fn start(topics: &crate::config::TopicsConfig, partitions: i32) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let cluster =
+            rdkafka::mocking::MockCluster::new(1).context("starting the embedded broker")?;
+        let mut names = vec![
+            &topics.tickets,
+            &topics.incidents,
+            &topics.probes,
+            &topics.dead_letter,
+            &topics.alerts,
+        ];
+        names.sort();
+        names.dedup();
+        for t in names {
+            cluster
+                .create_topic(t, partitions, 1)
+                .with_context(|| format!("creating topic {t}"))?;
+        }
+        Ok(EmbeddedBroker { cluster })
+    }
+
+    pub fn bootstrap_servers(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+}
