@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::alert::deliver::Alerter;
 use crate::api::{self, AppState, MetricsFn};
 use crate::config::Config;
 use crate::engine::{Applied, Engine, IngestCounts};
@@ -74,6 +75,26 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             r
         })
     };
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let alerter = Alerter::open(
+        &cfg,
+        engine.clone(),
+        store.clone(),
+        clock.clone(),
+        Some(pipeline.clone()),
+        true,
+    )?;
+    let alerts = {
+        let token = shutdown.clone();
+        let wake = wake.clone();
+        tokio::spawn(async move {
+            let r = alerter.run(token.clone(), wake).await;
+            if r.is_err() {
+                token.cancel();
+            }
+            r
+        })
+    };
     let consumer = {
         let token = shutdown.clone();
         let cfg = cfg.clone();
@@ -86,6 +107,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
                 ready: &ready,
                 lag,
                 metrics: Some(pipeline),
+                batch_done: Some(wake),
             };
             let r = crate::ingest::run_consumer(&cfg, env);
             token.cancel();
@@ -94,8 +116,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     };
     let consumed = consumer.await.context("consumer task")?;
     let served = server.await.context("server task")?;
+    let alerted = alerts.await.context("alert task")?;
     consumed?;
     served?;
+    alerted?;
     Ok(())
 }
 
@@ -135,6 +159,20 @@ pub async fn replay(
             ..ExportOptions::from_config(&cfg)
         }),
     };
+    // A backfill pages nobody unless asked (`--alerts`).
+    let then_serve = opts.then_serve;
+    let mut alerter = if opts.alerts {
+        Some(Alerter::open(
+            &cfg,
+            engine.clone(),
+            store.clone(),
+            clock.clone(),
+            None,
+            true,
+        )?)
+    } else {
+        None
+    };
     let server = if opts.then_serve {
         let cfg2 = cfg.clone();
         let token = shutdown.clone();
@@ -152,6 +190,22 @@ pub async fn replay(
     };
     let summary = feed.await.context("replay task")??;
     eprintln!("{summary}");
+    let alerts = match alerter.take() {
+        // Serving: keep evaluating as the clock moves.
+        Some(a) if then_serve => {
+            let token = shutdown.clone();
+            Some(tokio::spawn(async move {
+                a.run(token, Arc::new(tokio::sync::Notify::new())).await
+            }))
+        }
+        // One evaluation over the whole file, delivered before exiting.
+        Some(mut a) => {
+            a.evaluate()?;
+            a.deliver().await?;
+            None
+        }
+        None => None,
+    };
     if let Some(server) = server {
         if !shutdown.is_cancelled() {
             ready.store(true, Ordering::SeqCst);
@@ -161,6 +215,9 @@ pub async fn replay(
             );
         }
         server.await.context("server task")??;
+    }
+    if let Some(alerts) = alerts {
+        alerts.await.context("alert task")??;
     }
     Ok(())
 }

@@ -97,6 +97,20 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
         let token = shutdown.clone();
         tokio::spawn(async move { serve(&cfg, app, token).await })
     };
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let alerts = {
+        let alerter = crate::alert::deliver::Alerter::open(
+            &cfg,
+            engine.clone(),
+            store.clone(),
+            clock.clone(),
+            Some(pipeline.clone()),
+            true,
+        )?;
+        let token = shutdown.clone();
+        let wake = wake.clone();
+        tokio::spawn(async move { alerter.run(token, wake).await })
+    };
     // The same consumer as `slastream run`, on the simulated clock.
     let consumer = {
         let cfg = cfg.clone();
@@ -113,6 +127,7 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
                 ready: &ready,
                 lag,
                 metrics: Some(pipeline),
+                batch_done: Some(wake),
             };
             let r = crate::ingest::run_consumer(&cfg, env);
             token.cancel();
@@ -200,6 +215,7 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
     drop(producer);
     consumer.await.context("consumer task")??;
     server.await.context("server task")??;
+    alerts.await.context("alert task")??;
     drop(broker);
     Ok(())
 }

@@ -5,8 +5,10 @@
 //! state), `store` (RocksDB persistence), `ingest` (Kafka consumer, dead letters,
 //! producers), `api` (axum HTTP API), `export`
 //! (Prometheus text), `generate` (synthetic workload), `app` (wiring),
-//! `cli`/`report` (command line). See ARCHITECTURE.md.
+//! `alert` (rules, durable alert state, delivery), `cli`/`report` (command
+//! line). See ARCHITECTURE.md.
 
+pub mod alert;
 pub mod api;
 pub mod app;
 pub mod cli;

@@ -495,6 +495,8 @@ pub struct ConsumerEnv<'a> {
     pub lag: Arc<KafkaLag>,
     /// Where batch durations are observed (`decode_apply`, `persist`).
     pub metrics: Option<Arc<crate::export::PipelineMetrics>>,
+    /// Notified after every persisted batch (the alert loop evaluates then).
+    pub batch_done: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// The distinct input topics, in configuration order.
@@ -666,6 +668,9 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
             let persist_started = Instant::now();
             env.store.write(batch).context("writing a state batch")?;
             summary.batches += 1;
+            if let Some(n) = &env.batch_done {
+                n.notify_one();
+            }
             if let Some(m) = &env.metrics {
                 m.processing
                     .with_label_values(&["decode_apply"])

@@ -141,6 +141,38 @@ impl EventProducer {
     }
 }
 
+/// The alerts topic: one message per notification, keyed by fingerprint.
+#[derive(Clone)]
+pub struct AlertSink {
+    producer: rdkafka::producer::FutureProducer,
+    topic: String,
+}
+
+impl AlertSink {
+    pub fn new(kafka: &KafkaConfig) -> anyhow::Result<Self> {
+        let producer = client_config(kafka, &[("message.timeout.ms", "10000")], &[])
+            .create()
+            .context("creating the alerts producer")?;
+        Ok(AlertSink {
+            producer,
+            topic: kafka.topics.alerts.clone(),
+        })
+    }
+
+    pub async fn publish(&self, key: &str, value: &str) -> Result<(), String> {
+        self.producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&self.topic)
+                    .key(key)
+                    .payload(value),
+                Duration::from_secs(5),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| e.to_string())
+    }
+}
+
 /// Publishes every line of an NDJSON file; returns the number of messages.
 pub fn publish_ndjson(kafka: &KafkaConfig, path: &std::path::Path) -> anyhow::Result<u64> {
     use std::io::BufRead;

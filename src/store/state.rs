@@ -10,6 +10,7 @@
 //! - `b` + slo \0 customer \0 bucket start (i64 BE)   probe-SLO counts
 //! - `x`                      run-time exclusions and audit log
 //! - `o` + source             input position: `kafka/<topic>/<partition>` → next offset (i64 BE)
+//! - `a` + fingerprint         alert episode (labels, status, targets owed)
 //! - `q` + seq (u64 BE)       dead-letter outbox: written with the batch that
 //!   produced it, deleted once the broker acknowledged it
 //!
@@ -147,6 +148,29 @@ pub fn outbox<T: for<'de> Deserialize<'de>>(
             reason: "bad outbox key".into(),
         })?;
         out.push((u64::from_be_bytes(seq), decode(&k, &v)?));
+    }
+    Ok(out)
+}
+
+/// Writes (or, with `None`, deletes) an alert episode.
+pub fn put_alert<T: Serialize>(batch: &mut Batch, fingerprint: &str, episode: Option<&T>) {
+    let k = key(b'a', fingerprint.as_bytes());
+    match episode {
+        Some(e) => batch.put(k, encode(e)),
+        None => batch.delete(k),
+    }
+}
+
+/// Every stored alert episode by fingerprint.
+pub fn alerts<T: for<'de> Deserialize<'de>>(
+    store: &dyn Store,
+) -> Result<Vec<(String, T)>, StoreError> {
+    let mut out = Vec::new();
+    for (k, v) in store.scan(b"a")? {
+        out.push((
+            String::from_utf8_lossy(&k[1..]).into_owned(),
+            decode(&k, &v)?,
+        ));
     }
     Ok(out)
 }

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real RocksDB, the real router, the real
 //! `slastream` executable where a process must die.
 
+mod alerts;
 mod api;
 mod cli;
 mod common;
