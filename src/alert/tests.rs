@@ -104,3 +104,83 @@ fn firing_counts_are_per_alertname_and_severity() {
     assert_eq!(c[&("X".to_string(), "page".to_string())], 2);
     assert_eq!(c[&("X".to_string(), "warning".to_string())], 1);
 }
+
+mod rules {
+    //! `evaluate` on an injected instant: ticket alerts fire on time with no
+    //! new event, and resolve when the clock stops.
+
+    use std::path::Path;
+
+    use crate::alert::evaluate;
+    use crate::config;
+    use crate::engine::Engine;
+    use crate::model::event::decode;
+    use crate::model::time::{parse_rfc3339, Millis, MINUTE};
+
+    const CONFIG: &str = r#"
+[alerting]
+warn_at = 0.75
+
+[[customers]]
+id = "acme"
+segment = "enterprise"
+timezone = "Europe/Berlin"
+
+[[slos]]
+name = "response"
+indicator = "ticket_response"
+objective = 0.9
+window = "month"
+clock = "24x7"
+targets = { P1 = "1h", P2 = "4h", P3 = "8h", P4 = "16h" }
+"#;
+
+    fn t(s: &str) -> Millis {
+        parse_rfc3339(s).expect("timestamp")
+    }
+
+    /// Ticket alerts only: a breached ticket is also a bad event of the SLO,
+    /// so burn-rate alerts may fire beside them.
+    fn names(e: &Engine, cfg: &config::Config, now: Millis) -> Vec<(String, String)> {
+        evaluate(e, now, &cfg.alerting, "http://x")
+            .values()
+            .filter(|f| f.labels["alertname"].starts_with("Ticket"))
+            .map(|f| (f.labels["alertname"].clone(), f.labels["severity"].clone()))
+            .collect()
+    }
+
+    #[test]
+    fn ticket_alerts_fire_on_time_and_resolve_when_the_clock_stops() {
+        let cfg = config::parse(CONFIG, &[], Path::new(".")).expect("valid");
+        let mut e = Engine::new(&cfg);
+        let opened = t("2026-11-16T10:00:00Z");
+        let ev = r#"{"event_id":"1","kind":"ticket","occurred_at":"2026-11-16T10:00:00Z","customer_id":"acme","ticket_id":"T","action":"opened","priority":"P1"}"#;
+        e.apply(&decode(ev.as_bytes()).expect("event"), opened);
+        assert!(names(&e, &cfg, opened + 44 * MINUTE).is_empty());
+        // 45 minutes = 0.75 × 1 h: at risk, with no new event.
+        assert_eq!(
+            names(&e, &cfg, opened + 45 * MINUTE),
+            vec![("TicketSLAAtRisk".to_string(), "warning".to_string())]
+        );
+        assert_eq!(
+            names(&e, &cfg, opened + 60 * MINUTE + 1),
+            vec![("TicketSLABreached".to_string(), "page".to_string())]
+        );
+        let f = evaluate(&e, opened + 61 * MINUTE, &cfg.alerting, "http://x");
+        let labels = &f
+            .values()
+            .find(|f| f.labels["alertname"] == "TicketSLABreached")
+            .expect("breached")
+            .labels;
+        assert_eq!(labels["ticket_id"], "T");
+        assert_eq!(labels["priority"], "P1");
+        assert_eq!(labels["customer"], "acme");
+        assert_eq!(labels["timezone"], "Europe/Berlin");
+        let ev = r#"{"event_id":"2","kind":"ticket","occurred_at":"2026-11-16T11:10:00Z","customer_id":"acme","ticket_id":"T","action":"responded"}"#;
+        e.apply(&decode(ev.as_bytes()).expect("event"), opened + 70 * MINUTE);
+        assert!(
+            names(&e, &cfg, opened + 71 * MINUTE).is_empty(),
+            "resolved once answered"
+        );
+    }
+}
