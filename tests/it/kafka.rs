@@ -554,3 +554,56 @@ async fn bad_messages_land_once_in_the_dead_letter_topic() {
     drop(run);
     assert_eq!(read_dead_letters(&k, bad.len()).len(), bad.len());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_are_published_to_the_alerts_topic_keyed_by_fingerprint() {
+    use slastream::model::time::{floor_minute, format_rfc3339, Clock, WallClock, DAY};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start("memory://tansu/", dir.path());
+    let k = kafka_cfg(&broker.addr());
+    broker.create_topics(&k);
+    // A P1 ticket opened three days ago and never answered.
+    let opened = format_rfc3339(floor_minute(WallClock.now()) - 3 * DAY);
+    let ev = format!(
+        r#"{{"event_id":"t-open","kind":"ticket","occurred_at":"{opened}","customer_id":"acme","ticket_id":"K-1","action":"opened","priority":"P1"}}"#
+    );
+    let mut p = EventProducer::new(&k).expect("producer");
+    p.send_event(ev.as_bytes()).expect("send");
+    p.finish(Duration::from_secs(30)).expect("delivered");
+    let state = dir.path().join("state");
+    let _run = Pipeline::start(&broker.addr(), &state, &dir.path().join("run.log"));
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &k.brokers)
+        .set("group.id", "alerts-reader")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS as i32 {
+        tpl.add_partition_offset(&k.topics.alerts, p, Offset::Beginning)
+            .expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut found = None;
+    while found.is_none() && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let v: serde_json::Value =
+                serde_json::from_slice(m.payload().unwrap_or_default()).expect("json");
+            if v["labels"]["alertname"] == "TicketSLABreached" {
+                found = Some((m.key().map(|k| k.to_vec()), v));
+            }
+        }
+    }
+    let (key, v) = found.expect("TicketSLABreached on the alerts topic");
+    assert_eq!(v["status"], "firing");
+    assert_eq!(v["labels"]["ticket_id"], "K-1");
+    let fp = v["fingerprint"].as_str().expect("fingerprint");
+    assert_eq!(key.as_deref(), Some(fp.as_bytes()));
+    assert_eq!(
+        fp,
+        slastream::alert::fingerprint(
+            &serde_json::from_value(v["labels"].clone()).expect("labels")
+        )
+    );
+}
