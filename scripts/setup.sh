@@ -4,13 +4,15 @@
 #   libclang-dev  RocksDB's bindgen (build)
 #   g++, make     RocksDB and librdkafka (build)
 # With --test, also what the tests run against:
-#   prometheus (promtool), prometheus-alertmanager (amtool)
+#   prometheus (promtool), prometheus-alertmanager (amtool), docker-compose
+#   (`docker-compose config` validates the compose file; no engine needed)
 set -euo pipefail
 
 need_apt=()
 if [ "${1:-}" = "--test" ]; then
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
   command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+  command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
 fi
 # bindgen loads libclang.so (or libclang-N.so); libclang-cpp, which a fresh
 # machine may have, is not enough.

@@ -13,6 +13,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dashboards;
 pub mod demo;
 pub mod engine;
 pub mod export;

@@ -73,7 +73,7 @@ pub fn render(cfg: &Config) -> String {
             };
             let _ = write!(
                 out,
-                "      - alert: SLOErrorBudgetBurn\n        expr: |\n          ({long_cond})\n          and\n          ({short_cond})\n        labels:\n          severity: {severity}\n          long_window: \"{l}\"\n          short_window: \"{s}\"\n        annotations:\n          summary: \"{name}: error budget burning {t}x too fast over {l} and {s} ({{{{ $labels.segment }}}}, {{{{ $labels.timezone }}}})\"\n          api: \"/api/v1/compliance?slo={name}&segment={{{{ $labels.segment }}}}&timezone={{{{ $labels.timezone }}}}\"\n",
+                "      - alert: SLOErrorBudgetBurn\n        expr: |\n          ({long_cond})\n          and\n          ({short_cond})\n        labels:\n          slo: \"{name}\"\n          severity: {severity}\n          long_window: \"{l}\"\n          short_window: \"{s}\"\n        annotations:\n          summary: \"{name}: error budget burning {t}x too fast over {l} and {s} ({{{{ $labels.segment }}}}, {{{{ $labels.timezone }}}})\"\n          api: \"/api/v1/compliance?slo={name}&segment={{{{ $labels.segment }}}}&timezone={{{{ $labels.timezone }}}}\"\n",
                 long_cond = cond(&l),
                 short_cond = cond(&s),
                 name = slo.name,

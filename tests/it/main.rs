@@ -5,6 +5,8 @@ mod alerts;
 mod api;
 mod cli;
 mod common;
+mod dashboards;
+mod deploy;
 mod golden;
 mod kafka;
 mod metrics;
