@@ -242,7 +242,12 @@ impl Alerter {
                 _ = wake.notified() => self.evaluate()?,
                 _ = retry.tick() => {}
             }
-            self.deliver().await?;
+            // Stopping mid-delivery is safe: what was not acknowledged is
+            // still owed in the store and goes out after the restart.
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = self.deliver() => r?,
+            }
         }
         Ok(())
     }
