@@ -369,9 +369,7 @@ async fn sigkill_loop_loses_and_doubles_nothing() {
     while kills < 10 {
         let p = Pipeline::start(&broker.addr(), &state, &log);
         // Wait until it consumes, then kill it at a random moment.
-        wait_for("consumption to start", Duration::from_secs(60), || {
-            p.total() > 0
-        });
+        p.wait_total(1, Duration::from_secs(60));
         std::thread::sleep(Duration::from_millis(rng.random_range(0..400)));
         p.kill9();
         kills += 1;
