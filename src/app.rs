@@ -75,9 +75,77 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             r
         })
     };
+    let tasks = spawn_ingest(
+        &cfg,
+        IngestParts {
+            engine,
+            store,
+            clock,
+            ready,
+            lag,
+            pipeline,
+        },
+        &shutdown,
+    )?;
+    let (consumed, alerted) = tasks.join().await;
+    let served = server.await.context("server task")?;
+    consumed?;
+    served?;
+    alerted?;
+    Ok(())
+}
+
+/// What the Kafka consumer and the alert loop share with the API.
+pub struct IngestParts {
+    pub engine: Arc<RwLock<Engine>>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    /// Set by the consumer while it holds every partition.
+    pub ready: Arc<AtomicBool>,
+    pub lag: Arc<KafkaLag>,
+    pub pipeline: Arc<PipelineMetrics>,
+}
+
+/// The consumer (on a blocking thread) and the alert loop, started by
+/// `slastream run` and the demo alike.
+pub struct IngestTasks {
+    consumer: tokio::task::JoinHandle<anyhow::Result<crate::ingest::ConsumerSummary>>,
+    alerts: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl IngestTasks {
+    /// Waits for both; returns their results (the consumer's first).
+    pub async fn join(self) -> (anyhow::Result<()>, anyhow::Result<()>) {
+        let consumed = match self.consumer.await {
+            Ok(r) => r.map(|_| ()),
+            Err(e) => Err(anyhow::Error::new(e).context("consumer task")),
+        };
+        let alerted = match self.alerts.await {
+            Ok(r) => r,
+            Err(e) => Err(anyhow::Error::new(e).context("alert task")),
+        };
+        (consumed, alerted)
+    }
+}
+
+/// Starts the alert loop and the consumer; either one stopping cancels
+/// `shutdown`. The consumer wakes the alert loop after every batch.
+pub fn spawn_ingest(
+    cfg: &Config,
+    parts: IngestParts,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<IngestTasks> {
+    let IngestParts {
+        engine,
+        store,
+        clock,
+        ready,
+        lag,
+        pipeline,
+    } = parts;
     let wake = Arc::new(tokio::sync::Notify::new());
     let alerter = Alerter::open(
-        &cfg,
+        cfg,
         engine.clone(),
         store.clone(),
         clock.clone(),
@@ -114,13 +182,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             r
         })
     };
-    let consumed = consumer.await.context("consumer task")?;
-    let served = server.await.context("server task")?;
-    let alerted = alerts.await.context("alert task")?;
-    consumed?;
-    served?;
-    alerted?;
-    Ok(())
+    Ok(IngestTasks { consumer, alerts })
 }
 
 /// Serves the API until `shutdown` is cancelled.

@@ -14,11 +14,10 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::AppState;
-use crate::app::{open_state, serve};
+use crate::app::{open_state, serve, spawn_ingest, IngestParts};
 use crate::config::Config;
 use crate::export::{ExportOptions, PipelineMetrics};
 use crate::generate::{GenSettings, Generator};
-use crate::ingest::consumer::ConsumerEnv;
 use crate::ingest::produce::EventProducer;
 use crate::ingest::{EmbeddedBroker, KafkaLag};
 use crate::model::time::{floor_minute, Clock, Millis, WallClock, DAY};
@@ -97,43 +96,20 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
         let token = shutdown.clone();
         tokio::spawn(async move { serve(&cfg, app, token).await })
     };
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let alerts = {
-        let alerter = crate::alert::deliver::Alerter::open(
-            &cfg,
-            engine.clone(),
-            store.clone(),
-            clock.clone(),
-            Some(pipeline.clone()),
-            true,
-        )?;
-        let token = shutdown.clone();
-        let wake = wake.clone();
-        tokio::spawn(async move { alerter.run(token, wake).await })
-    };
-    // The same consumer as `slastream run`, on the simulated clock.
-    let consumer = {
-        let cfg = cfg.clone();
-        let engine = engine.clone();
-        let clock = clock.clone();
-        let token = shutdown.clone();
-        let ready = ready.clone();
-        tokio::task::spawn_blocking(move || {
-            let env = ConsumerEnv {
-                engine: &engine,
-                store,
-                clock: clock.as_ref(),
-                shutdown: &token,
-                ready: &ready,
-                lag,
-                metrics: Some(pipeline),
-                batch_done: Some(wake),
-            };
-            let r = crate::ingest::run_consumer(&cfg, env);
-            token.cancel();
-            r
-        })
-    };
+    // The same consumer and alert loop as `slastream run`, on the simulated
+    // clock; the alerts topic is the embedded broker's.
+    let tasks = spawn_ingest(
+        &cfg,
+        IngestParts {
+            engine: engine.clone(),
+            store,
+            clock: clock.clone(),
+            ready: ready.clone(),
+            lag,
+            pipeline,
+        },
+        &shutdown,
+    )?;
     // Probes dominate: about one probe per customer and service a minute.
     let services = cfg
         .slos
@@ -213,9 +189,10 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
         }
     }
     drop(producer);
-    consumer.await.context("consumer task")??;
+    let (consumed, alerted) = tasks.join().await;
     server.await.context("server task")??;
-    alerts.await.context("alert task")??;
+    consumed?;
+    alerted?;
     drop(broker);
     Ok(())
 }

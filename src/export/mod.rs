@@ -116,7 +116,7 @@ impl PipelineMetrics {
 }
 
 /// What a scrape needs besides the engine.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ExportOptions {
     /// `export.per_customer`: a customer label on the SLO gauges.
     pub per_customer: bool,
@@ -125,6 +125,18 @@ pub struct ExportOptions {
     /// Kafka consumer lag per (topic, partition), when consuming.
     pub lag: Option<Arc<crate::ingest::KafkaLag>>,
     pub pipeline: Option<Arc<PipelineMetrics>>,
+}
+
+impl Default for ExportOptions {
+    /// The SPEC §2 defaults, without Kafka lag or process metrics.
+    fn default() -> Self {
+        ExportOptions {
+            per_customer: false,
+            warn_at: 0.75,
+            lag: None,
+            pipeline: None,
+        }
+    }
 }
 
 impl ExportOptions {
@@ -325,13 +337,8 @@ fn ticket_metrics(r: &Registry, engine: &Engine, now: Millis, opts: &ExportOptio
         "Ticket and incident clocks that passed their target.",
         &["slo", "segment", "timezone", "priority"],
     );
-    let warn_at = if opts.warn_at > 0.0 {
-        opts.warn_at
-    } else {
-        0.75
-    };
     let mut by: BTreeMap<(usize, u32, ClockState), u64> = BTreeMap::new();
-    for c in engine.open_clocks(now, warn_at) {
+    for c in engine.open_clocks(now, opts.warn_at) {
         let g = engine.customers.get(c.customer).group;
         *by.entry((c.slo, g, c.state)).or_default() += 1;
     }

@@ -9,9 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,23 +19,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use slastream::model::time::{floor_minute, format_rfc3339, Clock, WallClock, DAY, MINUTE};
 
-use crate::common::root;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::common::{free_port, root, wait_until, Killed};
 
 /// The last 70 minutes of acme's `api` probes all fail; ticket A-1 (P1) was
 /// opened three days ago and never answered.
@@ -76,18 +60,6 @@ fn start(dir: &Path, input: &Path, http: u16, env: &[(&str, String)]) -> Killed 
         cmd.env(k, v);
     }
     Killed(cmd.spawn().expect("slastream"))
-}
-
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 async fn active_alerts(am: &str) -> Vec<serde_json::Value> {

@@ -64,10 +64,7 @@ window = "30d"
 /// broker and consumed), every shipped SLO answers, SIGINT exits 0.
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_is_ready_within_30s_and_answers_every_slo() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
+    let port = crate::common::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_slastream"))
         .args(["demo", "--speed", "600", "--config"])
         .arg(root().join("config/slastream.toml"))

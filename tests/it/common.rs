@@ -147,3 +147,86 @@ pub async fn answers(app: &axum::Router, cfg: &Config) -> Vec<(String, String)> 
     }
     out
 }
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `f` every 200 ms until it holds; fails the test after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: std::time::Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// A real Prometheus on loopback scraping `target` every second.
+pub struct Prometheus {
+    _process: Killed,
+    pub url: String,
+    pub config: PathBuf,
+}
+
+impl Prometheus {
+    pub fn start(dir: &Path, target: &str) -> Prometheus {
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: slastream\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .expect("write prometheus.yml");
+        let port = free_port();
+        let process = Killed(
+            std::process::Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("tsdb").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("prometheus (scripts/test.sh installs it)"),
+        );
+        Prometheus {
+            _process: process,
+            url: format!("http://127.0.0.1:{port}"),
+            config,
+        }
+    }
+
+    /// The result vector of an instant query (empty when it fails).
+    pub async fn query(&self, q: &str) -> Vec<serde_json::Value> {
+        let Ok(url) =
+            reqwest::Url::parse_with_params(&format!("{}/api/v1/query", self.url), &[("query", q)])
+        else {
+            return Vec::new();
+        };
+        let Ok(r) = reqwest::get(url).await else {
+            return Vec::new();
+        };
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+}

@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::root;
+use crate::common::{free_port, root, Killed, Prometheus};
 
 #[test]
 fn dashboards_are_generated_and_valid() {
@@ -78,34 +78,6 @@ fn expressions() -> Vec<(String, String, String)> {
     out
 }
 
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-async fn query(prom: &str, q: &str) -> Vec<serde_json::Value> {
-    let Ok(url) = reqwest::Url::parse_with_params(&format!("{prom}/api/v1/query"), &[("query", q)])
-    else {
-        return Vec::new();
-    };
-    let Ok(r) = reqwest::get(url).await else {
-        return Vec::new();
-    };
-    let v: serde_json::Value = r.json().await.unwrap_or_default();
-    v["data"]["result"].as_array().cloned().unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_panel_query_returns_series_from_the_demo() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -120,43 +92,20 @@ async fn every_panel_query_returns_series_from_the_demo() {
             .spawn()
             .expect("slastream demo"),
     );
-    let prom_port = free_port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: slastream\n    static_configs:\n      - targets: ['127.0.0.1:{http}']\n"
-        ),
-    )
-    .expect("write config");
-    let _prom = Killed(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus"),
-    );
-    let prom = format!("http://127.0.0.1:{prom_port}");
+    let prom = Prometheus::start(dir.path(), &format!("127.0.0.1:{http}"));
     // Enough scrapes for rate() over a minute, and the consumer's first
     // statistics (lag, every 5 s).
     let start = Instant::now();
     loop {
-        let samples = query(
-            &prom,
-            "count_over_time(slastream_ingest_watermark_timestamp_seconds[1m])",
-        )
-        .await;
+        let samples = prom
+            .query("count_over_time(slastream_ingest_watermark_timestamp_seconds[1m])")
+            .await;
         let enough = samples
             .first()
             .and_then(|s| s["value"][1].as_str()?.parse::<f64>().ok())
             .is_some_and(|n| n >= 8.0);
-        let lag = !query(&prom, "slastream_kafka_consumer_lag_messages")
+        let lag = !prom
+            .query("slastream_kafka_consumer_lag_messages")
             .await
             .is_empty();
         if enough && lag {
@@ -170,7 +119,7 @@ async fn every_panel_query_returns_series_from_the_demo() {
     }
     let mut empty = Vec::new();
     for (dash, panel, expr) in expressions() {
-        if query(&prom, &expr).await.is_empty() {
+        if prom.query(&expr).await.is_empty() {
             empty.push(format!("{dash} / {panel}: {expr}"));
         }
     }

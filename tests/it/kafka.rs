@@ -24,7 +24,9 @@ use slastream::ingest::dead_letter;
 use slastream::ingest::produce::{publish_ndjson, EventProducer};
 use slastream::store::{state, RocksStore};
 
-use crate::common::{answers, app, golden_now, replay_into, restore, root, shipped_config};
+use crate::common::{
+    answers, app, free_port, golden_now, replay_into, restore, root, shipped_config,
+};
 
 const PARTITIONS: usize = 3;
 
@@ -44,13 +46,6 @@ fn tansu_bin() -> PathBuf {
         p.display()
     );
     p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {

@@ -4,11 +4,10 @@
 //! same numbers.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
@@ -17,7 +16,9 @@ use slastream::engine::Engine;
 use slastream::export::{ExportOptions, PipelineMetrics, LOOKBACKS};
 use slastream::model::time::{Clock, ManualClock};
 
-use crate::common::{call, golden_now, replay_into, root, shipped_config};
+use crate::common::{
+    call, free_port, golden_now, replay_into, root, shipped_config, wait_until, Killed, Prometheus,
+};
 
 /// The API prints numbers rounded to 14 significant digits; the exposition
 /// prints them whole.
@@ -177,48 +178,8 @@ async fn metrics_pass_promtool_and_equal_the_api() {
     assert_eq!(Some(counted), json["total"].as_f64(), "{body}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 async fn get_json(url: &str) -> Option<serde_json::Value> {
     reqwest::get(url).await.ok()?.json().await.ok()
-}
-
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn prometheus_config(dir: &Path, target: &str) -> std::path::PathBuf {
-    let path = dir.join("prometheus.yml");
-    std::fs::write(
-        &path,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: slastream\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .expect("write prometheus.yml");
-    path
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -246,11 +207,10 @@ async fn prometheus_scrapes_the_numbers_the_api_reports() {
     })
     .await;
 
-    let prom_port = free_port();
-    let config = prometheus_config(dir.path(), &format!("127.0.0.1:{http}"));
+    let prom = Prometheus::start(dir.path(), &format!("127.0.0.1:{http}"));
     let check = Command::new("promtool")
         .args(["check", "config"])
-        .arg(&config)
+        .arg(&prom.config)
         .output()
         .expect("promtool");
     assert!(
@@ -258,47 +218,15 @@ async fn prometheus_scrapes_the_numbers_the_api_reports() {
         "{}",
         String::from_utf8_lossy(&check.stdout)
     );
-    let _prometheus = Killed(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (scripts/test.sh installs it)"),
-    );
-    let prom = format!("http://127.0.0.1:{prom_port}");
-    let query = |q: String| {
-        let prom = prom.clone();
-        async move {
-            let url =
-                reqwest::Url::parse_with_params(&format!("{prom}/api/v1/query"), &[("query", q)])
-                    .expect("url");
-            get_json(url.as_str()).await
-        }
-    };
     let series = "slastream_slo_attainment_ratio{slo=\"api-availability\",segment=\"enterprise\",timezone=\"America/New_York\"}";
     wait_until(
         "Prometheus to scrape slastream",
         Duration::from_secs(60),
-        || {
-            let q = query(series.to_string());
-            async move {
-                q.await.is_some_and(|v| {
-                    v["data"]["result"]
-                        .as_array()
-                        .is_some_and(|r| !r.is_empty())
-                })
-            }
-        },
+        || async { !prom.query(series).await.is_empty() },
     )
     .await;
-    let v = query(series.to_string()).await.expect("query");
-    let scraped: f64 = v["data"]["result"][0]["value"][1]
+    let v = prom.query(series).await;
+    let scraped: f64 = v[0]["value"][1]
         .as_str()
         .expect("value")
         .parse()
@@ -312,14 +240,11 @@ async fn prometheus_scrapes_the_numbers_the_api_reports() {
     assert!(close(scraped, a), "Prometheus {scraped}, API {a}");
 
     // Burn rate per lookback is stored for the same scope.
-    let burn = query(
-        "count(slastream_slo_burn_rate{slo=\"api-availability\",segment=\"enterprise\",timezone=\"America/New_York\"})"
-            .to_string(),
-    )
-    .await
-    .expect("query");
+    let burn = prom
+        .query("count(slastream_slo_burn_rate{slo=\"api-availability\",segment=\"enterprise\",timezone=\"America/New_York\"})")
+        .await;
     assert_eq!(
-        burn["data"]["result"][0]["value"][1].as_str(),
+        burn.first().and_then(|r| r["value"][1].as_str()),
         Some(LOOKBACKS.len().to_string().as_str())
     );
 }
