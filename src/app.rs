@@ -16,6 +16,7 @@ use crate::api::{self, AppState, MetricsFn};
 use crate::config::Config;
 use crate::engine::{Applied, Engine, IngestCounts};
 use crate::export::{ExportOptions, PipelineMetrics};
+use crate::health::Health;
 use crate::ingest::consumer::ConsumerEnv;
 use crate::ingest::KafkaLag;
 use crate::model::event::decode;
@@ -32,67 +33,127 @@ pub struct ReplayOptions {
     pub alerts: bool,
 }
 
-/// Opens (or creates) the state directory and restores the engine from it.
-pub fn open_state(cfg: &Config) -> anyhow::Result<(Engine, Arc<dyn Store>)> {
+/// Opens (or creates) the RocksDB state directory of `cfg`.
+pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(&cfg.state.path)
         .with_context(|| format!("creating state directory {}", cfg.state.path.display()))?;
-    let store: Arc<dyn Store> = Arc::new(RocksStore::open(&cfg.state.path)?);
+    Ok(Arc::new(RocksStore::open(&cfg.state.path)?))
+}
+
+/// Opens (or creates) the state directory and restores the engine from it.
+pub fn open_state(cfg: &Config) -> anyhow::Result<(Engine, Arc<dyn Store>)> {
+    let store = open_store(cfg)?;
     let engine = state::restore(cfg, store.as_ref())?;
     Ok((engine, store))
 }
+
+/// Opens a store with `open` and restores the engine from it, on the
+/// blocking pool (the HTTP server keeps answering `/healthz` meanwhile).
+pub async fn load_state(
+    cfg: &Config,
+    open: StoreOpener,
+) -> anyhow::Result<(Arc<RwLock<Engine>>, Arc<dyn Store>)> {
+    let cfg = cfg.clone();
+    let started = Instant::now();
+    let (engine, store) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let store = open(&cfg)?;
+        let engine = state::restore(&cfg, store.as_ref())?;
+        Ok((engine, store))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("loading the state: {}", crate::health::join_error(&e)))??;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "state loaded"
+    );
+    Ok((Arc::new(RwLock::new(engine)), store))
+}
+
+/// How a command opens its store: RocksDB in production; tests inject
+/// stores that fail.
+pub type StoreOpener = Box<dyn FnOnce(&Config) -> anyhow::Result<Arc<dyn Store>> + Send>;
 
 fn metrics_fn(opts: ExportOptions) -> MetricsFn {
     Arc::new(move |engine: &Engine, now| crate::export::render(engine, now, &opts))
 }
 
 /// `slastream run`: the engine fed from Kafka, the API served beside it.
-/// Returns when `shutdown` is cancelled (after persisting) or a task fails
-/// (which cancels the other).
+/// Returns when `shutdown` is cancelled (after persisting), or with the
+/// failure when a part of the pipeline failed (which stops the others).
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (engine, store) = open_state(&cfg)?;
-    let engine = Arc::new(RwLock::new(engine));
+    run_with(cfg, shutdown, Box::new(open_store)).await
+}
+
+/// `run` with the store opened by `open`.
+pub async fn run_with(
+    cfg: Config,
+    shutdown: CancellationToken,
+    open: StoreOpener,
+) -> anyhow::Result<()> {
+    let health = Arc::new(Health::new(shutdown.clone()));
     let clock: Arc<dyn Clock> = Arc::new(WallClock);
-    let ready = Arc::new(AtomicBool::new(false));
     let lag = Arc::new(KafkaLag::default());
     let pipeline = Arc::new(PipelineMetrics::new());
-    let app = AppState {
-        engine: engine.clone(),
-        clock: clock.clone(),
-        admin_token: cfg.http.admin_token.clone(),
-        ready: ready.clone(),
-        metrics: metrics_fn(ExportOptions {
+    let app = AppState::loading(
+        clock.clone(),
+        cfg.http.admin_token.clone(),
+        metrics_fn(ExportOptions {
             lag: Some(lag.clone()),
             pipeline: Some(pipeline.clone()),
             ..ExportOptions::from_config(&cfg)
         }),
+        health.clone(),
+    );
+    let server = spawn_server(&cfg, app.clone(), &health, &shutdown).await?;
+    let (engine, store) = match load_state(&cfg, open).await {
+        Ok(x) => x,
+        Err(e) => {
+            shutdown.cancel();
+            let _ = server.await;
+            return Err(e);
+        }
     };
-    let server = {
-        let cfg = cfg.clone();
-        let token = shutdown.clone();
-        tokio::spawn(async move {
-            let r = serve(&cfg, app, token.clone()).await;
-            token.cancel();
-            r
-        })
-    };
+    app.set_loaded(engine.clone(), store.clone());
     let tasks = spawn_ingest(
         &cfg,
         IngestParts {
             engine,
             store,
             clock,
-            ready,
+            ready: app.ready.clone(),
             lag,
             pipeline,
+            health: health.clone(),
         },
         &shutdown,
     )?;
-    let (consumed, alerted) = tasks.join().await;
-    let served = server.await.context("server task")?;
-    consumed?;
-    served?;
-    alerted?;
-    Ok(())
+    tasks.join().await;
+    let _ = server.await;
+    health.check()
+}
+
+/// Binds the API's address and serves it until `shutdown`; a server that
+/// stops on its own fails the process.
+pub async fn spawn_server(
+    cfg: &Config,
+    app: AppState,
+    health: &Arc<Health>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.http.listen))?;
+    tracing::info!(addr = %cfg.http.listen, "serving the API");
+    let task = tokio::spawn(crate::serve::serve(
+        listener,
+        api::router(app),
+        crate::serve::Limits::default(),
+        shutdown.clone(),
+    ));
+    let health = health.clone();
+    Ok(tokio::spawn(async move {
+        health.watch("HTTP server", task).await
+    }))
 }
 
 /// What the Kafka consumer and the alert loop share with the API.
@@ -104,32 +165,27 @@ pub struct IngestParts {
     pub ready: Arc<AtomicBool>,
     pub lag: Arc<KafkaLag>,
     pub pipeline: Arc<PipelineMetrics>,
+    pub health: Arc<Health>,
 }
 
 /// The consumer (on a blocking thread) and the alert loop, started by
-/// `slastream run` and the demo alike.
+/// `slastream run` and the demo alike, each watched by `Health`.
 pub struct IngestTasks {
-    consumer: tokio::task::JoinHandle<anyhow::Result<crate::ingest::ConsumerSummary>>,
-    alerts: tokio::task::JoinHandle<anyhow::Result<()>>,
+    watchers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl IngestTasks {
-    /// Waits for both; returns their results (the consumer's first).
-    pub async fn join(self) -> (anyhow::Result<()>, anyhow::Result<()>) {
-        let consumed = match self.consumer.await {
-            Ok(r) => r.map(|_| ()),
-            Err(e) => Err(anyhow::Error::new(e).context("consumer task")),
-        };
-        let alerted = match self.alerts.await {
-            Ok(r) => r,
-            Err(e) => Err(anyhow::Error::new(e).context("alert task")),
-        };
-        (consumed, alerted)
+    /// Waits until both have stopped (after shutdown or a failure).
+    pub async fn join(self) {
+        for w in self.watchers {
+            let _ = w.await;
+        }
     }
 }
 
-/// Starts the alert loop and the consumer; either one stopping cancels
-/// `shutdown`. The consumer wakes the alert loop after every batch.
+/// Starts the alert loop and the consumer; either one failing or panicking
+/// fails the process (`Health`), which cancels `shutdown`. The consumer
+/// wakes the alert loop after every batch.
 pub fn spawn_ingest(
     cfg: &Config,
     parts: IngestParts,
@@ -142,6 +198,7 @@ pub fn spawn_ingest(
         ready,
         lag,
         pipeline,
+        health,
     } = parts;
     let wake = Arc::new(tokio::sync::Notify::new());
     let alerter = Alerter::open(
@@ -155,17 +212,12 @@ pub fn spawn_ingest(
     let alerts = {
         let token = shutdown.clone();
         let wake = wake.clone();
-        tokio::spawn(async move {
-            let r = alerter.run(token.clone(), wake).await;
-            if r.is_err() {
-                token.cancel();
-            }
-            r
-        })
+        tokio::spawn(async move { alerter.run(token, wake).await })
     };
     let consumer = {
         let token = shutdown.clone();
         let cfg = cfg.clone();
+        let ready = ready.clone();
         tokio::task::spawn_blocking(move || {
             let env = ConsumerEnv {
                 engine: &engine,
@@ -177,28 +229,36 @@ pub fn spawn_ingest(
                 metrics: Some(pipeline),
                 batch_done: Some(wake),
             };
-            let r = crate::ingest::run_consumer(&cfg, env);
-            token.cancel();
-            r
+            crate::ingest::run_consumer(&cfg, env)
         })
     };
-    Ok(IngestTasks { consumer, alerts })
+    let watch = |part: &'static str, task| {
+        let health = health.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            health.watch(part, task).await;
+            ready.store(false, Ordering::SeqCst);
+        })
+    };
+    Ok(IngestTasks {
+        watchers: vec![
+            watch("consumer", consumer_result(consumer)),
+            watch("alert loop", alerts),
+        ],
+    })
 }
 
-/// Serves the API until `shutdown` is cancelled.
-pub async fn serve(
-    cfg: &Config,
-    state: AppState,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.http.listen))?;
-    tracing::info!(addr = %cfg.http.listen, "serving the API");
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
-    Ok(())
+/// The consumer's task with its summary dropped, so both tasks have one type.
+fn consumer_result(
+    task: tokio::task::JoinHandle<anyhow::Result<crate::ingest::ConsumerSummary>>,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        match task.await {
+            Ok(r) => r.map(|_| ()),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(anyhow::anyhow!(crate::health::join_error(&e))),
+        }
+    })
 }
 
 /// `slastream replay`: the engine fed from an NDJSON file.
@@ -207,20 +267,34 @@ pub async fn replay(
     opts: ReplayOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (engine, store) = open_state(&cfg)?;
-    let engine = Arc::new(RwLock::new(engine));
+    let health = Arc::new(Health::new(shutdown.clone()));
     let clock: Arc<dyn Clock> = Arc::new(WallClock);
-    let ready = Arc::new(AtomicBool::new(false));
-    let app = AppState {
-        engine: engine.clone(),
-        clock: clock.clone(),
-        admin_token: cfg.http.admin_token.clone(),
-        ready: ready.clone(),
-        metrics: metrics_fn(ExportOptions {
+    let app = AppState::loading(
+        clock.clone(),
+        cfg.http.admin_token.clone(),
+        metrics_fn(ExportOptions {
             pipeline: Some(Arc::new(PipelineMetrics::new())),
             ..ExportOptions::from_config(&cfg)
         }),
+        health.clone(),
+    );
+    // Serving starts first, so `/healthz` answers while the state loads.
+    let server = if opts.then_serve {
+        Some(spawn_server(&cfg, app.clone(), &health, &shutdown).await?)
+    } else {
+        None
     };
+    let (engine, store) = match load_state(&cfg, Box::new(open_store)).await {
+        Ok(x) => x,
+        Err(e) => {
+            shutdown.cancel();
+            if let Some(s) = server {
+                let _ = s.await;
+            }
+            return Err(e);
+        }
+    };
+    app.set_loaded(engine.clone(), store.clone());
     // A backfill pages nobody unless asked (`--alerts`).
     let then_serve = opts.then_serve;
     let mut alerter = if opts.alerts {
@@ -235,29 +309,44 @@ pub async fn replay(
     } else {
         None
     };
-    let server = if opts.then_serve {
-        let cfg2 = cfg.clone();
-        let token = shutdown.clone();
-        Some(tokio::spawn(async move { serve(&cfg2, app, token).await }))
-    } else {
-        None
-    };
     let feed = {
         let engine = engine.clone();
         let store = store.clone();
         let shutdown = shutdown.clone();
+        let clock = clock.clone();
         tokio::task::spawn_blocking(move || {
             replay_file(&opts, &engine, store.as_ref(), clock.as_ref(), &shutdown)
         })
     };
-    let summary = feed.await.context("replay task")??;
+    let summary = match feed.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            health.fail("replay", format!("{e:#}"));
+            if let Some(s) = server {
+                let _ = s.await;
+            }
+            return health.check();
+        }
+        Err(e) => {
+            health.fail("replay", crate::health::join_error(&e));
+            if let Some(s) = server {
+                let _ = s.await;
+            }
+            return health.check();
+        }
+    };
     eprintln!("{summary}");
     let alerts = match alerter.take() {
         // Serving: keep evaluating as the clock moves.
         Some(a) if then_serve => {
             let token = shutdown.clone();
+            let task =
+                tokio::spawn(
+                    async move { a.run(token, Arc::new(tokio::sync::Notify::new())).await },
+                );
+            let health = health.clone();
             Some(tokio::spawn(async move {
-                a.run(token, Arc::new(tokio::sync::Notify::new())).await
+                health.watch("alert loop", task).await
             }))
         }
         // One evaluation over the whole file, delivered before exiting.
@@ -270,18 +359,18 @@ pub async fn replay(
     };
     if let Some(server) = server {
         if !shutdown.is_cancelled() {
-            ready.store(true, Ordering::SeqCst);
+            app.ready.store(true, Ordering::SeqCst);
             eprintln!(
                 "replay done; serving the API on http://{} (Ctrl-C to stop)",
                 cfg.http.listen
             );
         }
-        server.await.context("server task")??;
+        let _ = server.await;
     }
     if let Some(alerts) = alerts {
-        alerts.await.context("alert task")??;
+        let _ = alerts.await;
     }
-    Ok(())
+    health.check()
 }
 
 pub struct ReplaySummary {

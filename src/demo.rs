@@ -7,17 +7,18 @@
 //! so an SLO visibly burns from the moment the demo is live.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::AppState;
-use crate::app::{open_state, serve, spawn_ingest, IngestParts};
+use crate::app::{load_state, open_store, spawn_ingest, spawn_server, IngestParts};
 use crate::config::Config;
 use crate::export::{ExportOptions, PipelineMetrics};
 use crate::generate::{GenSettings, Generator};
+use crate::health::Health;
 use crate::ingest::produce::EventProducer;
 use crate::ingest::{EmbeddedBroker, KafkaLag};
 use crate::model::time::{floor_minute, Clock, Millis, WallClock, DAY};
@@ -68,34 +69,31 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
     let broker = EmbeddedBroker::start(&cfg.kafka.topics, 3)?;
     cfg.kafka.brokers = broker.bootstrap_servers();
     cfg.kafka.properties.clear();
-    let (engine, store) = open_state(&cfg)?;
-    let engine = Arc::new(RwLock::new(engine));
     let live_from = floor_minute(WallClock.now());
     let clock = Arc::new(SimClock::new(live_from, speed));
     let ready = Arc::new(AtomicBool::new(false));
     let pipeline = Arc::new(PipelineMetrics::new());
     let lag = Arc::new(KafkaLag::default());
-    let app = AppState {
-        engine: engine.clone(),
-        clock: clock.clone(),
-        admin_token: cfg.http.admin_token.clone(),
-        // Ready once the history is applied, not merely assigned.
-        ready: Arc::new(AtomicBool::new(false)),
-        metrics: {
-            let opts = ExportOptions {
-                pipeline: Some(pipeline.clone()),
-                lag: Some(lag.clone()),
-                ..ExportOptions::from_config(&cfg)
-            };
-            Arc::new(move |e: &crate::engine::Engine, now| crate::export::render(e, now, &opts))
-        },
+    let health = Arc::new(Health::new(shutdown.clone()));
+    let metrics = {
+        let opts = ExportOptions {
+            pipeline: Some(pipeline.clone()),
+            lag: Some(lag.clone()),
+            ..ExportOptions::from_config(&cfg)
+        };
+        Arc::new(move |e: &crate::engine::Engine, now| crate::export::render(e, now, &opts))
     };
+    // Ready once the history is applied, not merely assigned.
+    let app = AppState::loading(
+        clock.clone(),
+        cfg.http.admin_token.clone(),
+        metrics,
+        health.clone(),
+    );
     let api_ready = app.ready.clone();
-    let server = {
-        let cfg = cfg.clone();
-        let token = shutdown.clone();
-        tokio::spawn(async move { serve(&cfg, app, token).await })
-    };
+    let server = spawn_server(&cfg, app.clone(), &health, &shutdown).await?;
+    let (engine, store) = load_state(&cfg, Box::new(open_store)).await?;
+    app.set_loaded(engine.clone(), store.clone());
     // The same consumer and alert loop as `slastream run`, on the simulated
     // clock; the alerts topic is the embedded broker's.
     let tasks = spawn_ingest(
@@ -107,6 +105,7 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
             ready: ready.clone(),
             lag,
             pipeline,
+            health: health.clone(),
         },
         &shutdown,
     )?;
@@ -189,10 +188,8 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
         }
     }
     drop(producer);
-    let (consumed, alerted) = tasks.join().await;
-    server.await.context("server task")??;
-    consumed?;
-    alerted?;
+    tasks.join().await;
+    let _ = server.await;
     drop(broker);
-    Ok(())
+    health.check()
 }

@@ -19,6 +19,11 @@ pub enum ApiError {
     TooLarge,
     #[error("not ready")]
     NotReady,
+    #[error("not ready: the state is still loading")]
+    Loading,
+    /// Details are logged, never sent.
+    #[error("internal error")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -29,13 +34,17 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotReady | ApiError::Loading => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Internal(why) = &self {
+            tracing::error!(error = %why, "request failed");
+        }
         let mut resp = (
             self.status(),
             Json(serde_json::json!({ "error": self.to_string() })),

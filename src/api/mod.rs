@@ -1,13 +1,19 @@
 //! The HTTP API of SPEC §4 (axum). The only place with JSON DTOs for HTTP.
-//! Queries take a read lock on the engine, so each answer is computed on one
-//! consistent state while ingestion waits between batches.
+//!
+//! The server answers from the moment the process starts: `/healthz` needs
+//! nothing, and every endpoint that reads state answers 503 until the state
+//! is loaded (`AppState::set_loaded`). Reads run on the blocking pool, at most
+//! `MAX_CONCURRENT_READS` at a time, under the engine's read lock, so each
+//! answer is computed on one consistent state and the async workers (and with
+//! them `/healthz`) never wait behind a scrape. A mutation is answered only
+//! once it is persisted.
 
 mod dto;
 mod error;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -15,37 +21,93 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use tokio::sync::Semaphore;
 
 use crate::engine::query::{month_window, parse_month, Scope};
 use crate::engine::Engine;
+use crate::health::Health;
 use crate::model::slo::Exclusion;
 use crate::model::time::{format_rfc3339, parse_rfc3339, Clock, Millis, MINUTE};
+use crate::store::{state, Store};
 
 pub use dto::REPORT_COLUMNS;
 pub use error::ApiError;
 
 /// Request bodies larger than this get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Reads computed at the same time; more wait their turn (without holding
+/// an async worker).
+pub const MAX_CONCURRENT_READS: usize = 4;
 
 /// Renders `/metrics`; provided by the caller so the API does not depend on
 /// how metrics are gathered.
 pub type MetricsFn = Arc<dyn Fn(&Engine, Millis) -> String + Send + Sync>;
 
+/// The state the API reads and mutates, once loaded.
+#[derive(Clone)]
+pub struct Loaded {
+    pub engine: Arc<RwLock<Engine>>,
+    pub store: Arc<dyn Store>,
+}
+
 #[derive(Clone)]
 pub struct AppState {
-    pub engine: Arc<RwLock<Engine>>,
+    loaded: Arc<OnceLock<Loaded>>,
     pub clock: Arc<dyn Clock>,
     pub admin_token: String,
     pub ready: Arc<AtomicBool>,
     pub metrics: MetricsFn,
+    pub health: Arc<Health>,
+    reads: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// An API whose state is still loading: `/healthz` answers, reads are 503
+    /// until `set_loaded`.
+    pub fn loading(
+        clock: Arc<dyn Clock>,
+        admin_token: String,
+        metrics: MetricsFn,
+        health: Arc<Health>,
+    ) -> AppState {
+        AppState {
+            loaded: Arc::new(OnceLock::new()),
+            clock,
+            admin_token,
+            ready: Arc::new(AtomicBool::new(false)),
+            metrics,
+            health,
+            reads: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
+        }
+    }
+
+    /// An API over loaded state (tests, tools).
+    pub fn with_state(
+        engine: Arc<RwLock<Engine>>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        admin_token: String,
+        metrics: MetricsFn,
+    ) -> AppState {
+        let health = Arc::new(Health::new(tokio_util::sync::CancellationToken::new()));
+        let st = AppState::loading(clock, admin_token, metrics, health);
+        st.set_loaded(engine, store);
+        st
+    }
+
+    /// Makes the loaded state available to every request.
+    pub fn set_loaded(&self, engine: Arc<RwLock<Engine>>, store: Arc<dyn Store>) {
+        let _ = self.loaded.set(Loaded { engine, store });
+    }
+
+    pub fn loaded(&self) -> Option<&Loaded> {
+        self.loaded.get()
+    }
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/slos", get(slos))
@@ -65,37 +127,86 @@ pub fn router(state: AppState) -> Router {
 
 type Params = Query<HashMap<String, String>>;
 
-fn read(state: &AppState) -> std::sync::RwLockReadGuard<'_, Engine> {
-    // A panic while holding the lock leaves the engine as it was between
-    // batches; reading it is still meaningful.
-    state.engine.read().unwrap_or_else(|e| e.into_inner())
+/// Runs `f` on the blocking pool under the engine's read lock.
+async fn with_engine<T, F>(st: &AppState, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Engine) -> Result<T, ApiError> + Send + 'static,
+{
+    let loaded = st.loaded().ok_or(ApiError::Loading)?.clone();
+    let _permit = st
+        .reads
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::NotReady)?;
+    tokio::task::spawn_blocking(move || {
+        // A writer that panicked fails the whole process (`Health`); until it
+        // exits, answers come from what was applied.
+        let engine = loaded.engine.read().unwrap_or_else(|e| e.into_inner());
+        f(&engine)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(crate::health::join_error(&e)))?
+}
+
+/// `as_of` of every answer that reads state (SPEC §4): the watermark and the
+/// instant used as now.
+fn as_of(engine: &Engine, now: Millis) -> serde_json::Value {
+    serde_json::json!({
+        "watermark": engine.watermark().map(format_rfc3339),
+        "now": format_rfc3339(now),
+    })
+}
+
+/// Adds `as_of` to a JSON object answer.
+fn stamped(mut v: serde_json::Value, engine: &Engine, now: Millis) -> Json<serde_json::Value> {
+    if let Some(o) = v.as_object_mut() {
+        o.insert("as_of".into(), as_of(engine, now));
+    }
+    Json(v)
+}
+
+async fn healthz(State(st): State<AppState>) -> Response {
+    match st.health.failure() {
+        None => Json(serde_json::json!({"status": "ok"})).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "failing", "error": why})),
+        )
+            .into_response(),
+    }
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
-    if st.ready.load(Ordering::SeqCst) {
+    if st.loaded().is_some() && st.health.is_healthy() && st.ready.load(Ordering::SeqCst) {
         Json(serde_json::json!({"status": "ready"})).into_response()
     } else {
         ApiError::NotReady.into_response()
     }
 }
 
-async fn metrics(State(st): State<AppState>) -> Response {
+async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     let now = st.clock.now();
-    let text = (st.metrics)(&read(&st), now);
-    (
+    let render = st.metrics.clone();
+    let text = with_engine(&st, move |e| Ok(render(e, now))).await?;
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         text,
     )
-        .into_response()
+        .into_response())
 }
 
-async fn slos(State(st): State<AppState>) -> Json<serde_json::Value> {
-    let engine = read(&st);
-    let list: Vec<_> = engine.settings().slos.iter().map(dto::slo_json).collect();
-    Json(serde_json::json!({ "slos": list }))
+async fn slos(State(st): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = st.clock.now();
+    with_engine(&st, move |engine| {
+        let list: Vec<_> = engine.settings().slos.iter().map(dto::slo_json).collect();
+        Ok(stamped(serde_json::json!({ "slos": list }), engine, now))
+    })
+    .await
 }
 
 fn known_params(p: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
@@ -169,8 +280,15 @@ async fn compliance(
         ],
     )?;
     let now = st.clock.now();
-    let engine = read(&st);
-    let slo = slo_param(&engine, &p, true)?.unwrap_or_default();
+    with_engine(&st, move |engine| compliance_answer(engine, &p, now)).await
+}
+
+fn compliance_answer(
+    engine: &Engine,
+    p: &HashMap<String, String>,
+    now: Millis,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let slo = slo_param(engine, p, true)?.unwrap_or_default();
     let tz = zone_param(&p, "tz")?;
     let tz_filter = zone_param(&p, "timezone")?;
     let scope = match p.get("customer") {
@@ -231,9 +349,11 @@ async fn compliance(
         (None, None, None) => engine.own_window(slo, &zone, now),
     };
     let numbers = engine.numbers(slo, &scope, from, to, now);
-    Ok(Json(dto::compliance_json(
-        &engine, slo, &scope, from, to, &numbers,
-    )))
+    Ok(stamped(
+        dto::compliance_json(engine, slo, &scope, from, to, &numbers),
+        engine,
+        now,
+    ))
 }
 
 async fn breaches(
@@ -242,8 +362,15 @@ async fn breaches(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     known_params(&p, &["slo", "customer", "from", "to"])?;
     let now = st.clock.now();
-    let engine = read(&st);
-    let slo = slo_param(&engine, &p, false)?;
+    with_engine(&st, move |engine| breaches_answer(engine, &p, now)).await
+}
+
+fn breaches_answer(
+    engine: &Engine,
+    p: &HashMap<String, String>,
+    now: Millis,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let slo = slo_param(engine, p, false)?;
     let customer = match p.get("customer") {
         None => None,
         Some(c) => Some(
@@ -271,33 +398,60 @@ async fn breaches(
         .filter(|b| from.is_none_or(|f| b.breached_at >= f) && to.is_none_or(|t| b.breached_at < t))
         .map(|b| dto::breach_json(&b))
         .collect();
-    Ok(Json(serde_json::json!({ "breaches": list })))
+    Ok(stamped(
+        serde_json::json!({ "breaches": list }),
+        engine,
+        now,
+    ))
 }
 
 async fn report(State(st): State<AppState>, Query(p): Params) -> Result<Response, ApiError> {
     known_params(&p, &["month", "format"])?;
     let now = st.clock.now();
-    let engine = read(&st);
     let Some((y, m)) = month_param(&p)? else {
         return Err(ApiError::BadRequest(
             "parameter \"month\" is required".into(),
         ));
     };
-    let rows = dto::report_rows(&engine, y, m, now);
-    let month = format!("{y:04}-{m:02}");
-    match p.get("format").map(String::as_str) {
-        None | Some("json") => {
-            Ok(Json(serde_json::json!({"month": month, "rows": rows})).into_response())
+    let csv = match p.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "parameter \"format\" must be json or csv, got \"{other}\""
+            )))
         }
-        Some("csv") => Ok((
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            dto::report_csv(&rows),
-        )
-            .into_response()),
-        Some(other) => Err(ApiError::BadRequest(format!(
-            "parameter \"format\" must be json or csv, got \"{other}\""
-        ))),
-    }
+    };
+    with_engine(&st, move |engine| {
+        let rows = dto::report_rows(engine, y, m, now);
+        let month = format!("{y:04}-{m:02}");
+        if csv {
+            let watermark = engine.watermark().map(format_rfc3339).unwrap_or_default();
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                    (
+                        header::HeaderName::from_static("x-slastream-watermark"),
+                        watermark,
+                    ),
+                    (
+                        header::HeaderName::from_static("x-slastream-now"),
+                        format_rfc3339(now),
+                    ),
+                ],
+                dto::report_csv(&rows),
+            )
+                .into_response())
+        } else {
+            Ok(stamped(
+                serde_json::json!({"month": month, "rows": rows}),
+                engine,
+                now,
+            )
+            .into_response())
+        }
+    })
+    .await
 }
 
 fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -327,20 +481,56 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-async fn list_exclusions(State(st): State<AppState>) -> Json<serde_json::Value> {
-    let engine = read(&st);
-    let config: Vec<_> = engine
-        .settings()
-        .exclusions
-        .iter()
-        .map(|x| dto::exclusion_json(None, x))
-        .collect();
-    let runtime: Vec<_> = engine
-        .runtime_exclusions()
-        .iter()
-        .map(dto::runtime_exclusion_json)
-        .collect();
-    Json(serde_json::json!({ "exclusions": runtime, "configured": config }))
+async fn list_exclusions(State(st): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = st.clock.now();
+    with_engine(&st, move |engine| {
+        let config: Vec<_> = engine
+            .settings()
+            .exclusions
+            .iter()
+            .map(|x| dto::exclusion_json(None, x))
+            .collect();
+        let runtime: Vec<_> = engine
+            .runtime_exclusions()
+            .iter()
+            .map(dto::runtime_exclusion_json)
+            .collect();
+        Ok(stamped(
+            serde_json::json!({ "exclusions": runtime, "configured": config }),
+            engine,
+            now,
+        ))
+    })
+    .await
+}
+
+/// Runs a mutation on the blocking pool under the engine's write lock and
+/// persists the run-time exclusions and audit log before answering (SPEC
+/// §3 Durability). The write happens under the lock, so a later state batch
+/// can never carry an older copy. A store that cannot write fails the
+/// process (`Health`): memory then holds a change the disk lacks, and only a
+/// restart from the store is consistent again.
+async fn mutate<T, F>(st: &AppState, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Engine) -> Result<T, ApiError> + Send + 'static,
+{
+    let loaded = st.loaded().ok_or(ApiError::Loading)?.clone();
+    let health = st.health.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut engine = loaded.engine.write().unwrap_or_else(|e| e.into_inner());
+        let answer = f(&mut engine)?;
+        let batch = state::exclusions_batch(&mut engine);
+        if let Err(e) = loaded.store.write(batch) {
+            health.fail("state store", &e);
+            return Err(ApiError::Internal(
+                "the change could not be persisted".into(),
+            ));
+        }
+        Ok(answer)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(crate::health::join_error(&e)))?
 }
 
 async fn add_exclusion(
@@ -355,9 +545,12 @@ async fn add_exclusion(
     let req: dto::ExclusionRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("invalid exclusion body: {e}")))?;
     let now = st.clock.now();
-    let mut engine = st.engine.write().unwrap_or_else(|e| e.into_inner());
-    let (exclusion, author): (Exclusion, String) = req.validate(&engine)?;
-    let r = engine.add_exclusion(exclusion, author, now);
+    let r = mutate(&st, move |engine| {
+        let (exclusion, author): (Exclusion, String) = req.validate(engine)?;
+        Ok(engine.add_exclusion(exclusion, author, now))
+    })
+    .await?;
+    tracing::info!(id = r.id, who = %r.author, "run-time exclusion added");
     Ok((StatusCode::CREATED, Json(dto::runtime_exclusion_json(&r))).into_response())
 }
 
@@ -376,29 +569,39 @@ async fn delete_exclusion(
         .cloned()
         .unwrap_or_else(|| "admin".to_string());
     let now = st.clock.now();
-    let mut engine = st.engine.write().unwrap_or_else(|e| e.into_inner());
-    let r = engine
-        .remove_exclusion(id, who, now)
-        .ok_or_else(|| ApiError::NotFound(format!("unknown exclusion {id}")))?;
+    let r = mutate(&st, move |engine| {
+        engine
+            .remove_exclusion(id, who, now)
+            .ok_or_else(|| ApiError::NotFound(format!("unknown exclusion {id}")))
+    })
+    .await?;
+    tracing::info!(id, "run-time exclusion withdrawn");
     Ok(Json(dto::runtime_exclusion_json(&r)).into_response())
 }
 
-async fn audit(State(st): State<AppState>) -> Json<serde_json::Value> {
-    let engine = read(&st);
-    let entries: Vec<_> = engine
-        .audit()
-        .iter()
-        .map(|a| {
-            serde_json::json!({
-                "seq": a.seq,
-                "when": format_rfc3339(a.at),
-                "who": a.who,
-                "what": a.action,
-                "exclusion_id": a.exclusion_id,
-                "before": a.before.as_ref().map(dto::runtime_exclusion_json),
-                "after": a.after.as_ref().map(dto::runtime_exclusion_json),
+async fn audit(State(st): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = st.clock.now();
+    with_engine(&st, move |engine| {
+        let entries: Vec<_> = engine
+            .audit()
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "seq": a.seq,
+                    "when": format_rfc3339(a.at),
+                    "who": a.who,
+                    "what": a.action,
+                    "exclusion_id": a.exclusion_id,
+                    "before": a.before.as_ref().map(dto::runtime_exclusion_json),
+                    "after": a.after.as_ref().map(dto::runtime_exclusion_json),
+                })
             })
-        })
-        .collect();
-    Json(serde_json::json!({ "entries": entries }))
+            .collect();
+        Ok(stamped(
+            serde_json::json!({ "entries": entries }),
+            engine,
+            now,
+        ))
+    })
+    .await
 }

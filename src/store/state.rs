@@ -303,3 +303,18 @@ pub fn restore(cfg: &Config, store: &dyn Store) -> Result<Engine, StoreError> {
     e.track_changes(true);
     Ok(e)
 }
+
+/// The run-time exclusions and audit log alone, for a mutation that is
+/// persisted before it is answered; clears their dirty mark so no later state
+/// batch carries a copy taken earlier.
+pub fn exclusions_batch(engine: &mut Engine) -> Batch {
+    engine.dirty.exclusions = false;
+    let x = ExclusionState {
+        next_id: engine.next_exclusion_id,
+        runtime: engine.runtime_exclusions.clone(),
+        audit: engine.audit.clone(),
+    };
+    let mut b = Batch::default();
+    b.put(EXCLUSIONS.to_vec(), encode(&x));
+    b
+}

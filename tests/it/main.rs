@@ -9,5 +9,6 @@ mod dashboards;
 mod deploy;
 mod golden;
 mod kafka;
+mod liveness;
 mod metrics;
 mod restart;

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -85,13 +84,13 @@ async fn metrics_pass_promtool_and_equal_the_api() {
         pipeline: Some(Arc::new(PipelineMetrics::new())),
         ..ExportOptions::from_config(&cfg)
     };
-    let app = api::router(AppState {
-        engine: Arc::new(RwLock::new(engine)),
+    let app = api::router(AppState::with_state(
+        Arc::new(RwLock::new(engine)),
+        Arc::new(slastream::store::MemStore::default()),
         clock,
-        admin_token: String::new(),
-        ready: Arc::new(AtomicBool::new(true)),
-        metrics: Arc::new(move |e: &Engine, now| slastream::export::render(e, now, &opts)),
-    });
+        String::new(),
+        Arc::new(move |e: &Engine, now| slastream::export::render(e, now, &opts)),
+    ));
     let (status, text) = call(
         &app,
         Request::get("/metrics").body(Body::empty()).expect("req"),
