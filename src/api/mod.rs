@@ -289,8 +289,8 @@ fn compliance_answer(
     now: Millis,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let slo = slo_param(engine, p, true)?.unwrap_or_default();
-    let tz = zone_param(&p, "tz")?;
-    let tz_filter = zone_param(&p, "timezone")?;
+    let tz = zone_param(p, "tz")?;
+    let tz_filter = zone_param(p, "timezone")?;
     let scope = match p.get("customer") {
         Some(c) => {
             for k in ["segment", "timezone"] {
@@ -317,9 +317,9 @@ fn compliance_answer(
         Scope::Customer(c) => engine.customers().get(*c).zone.clone(),
         Scope::Filter { .. } => tz.or(tz_filter).unwrap_or(jiff::tz::TimeZone::UTC),
     };
-    let from = minute_param(&p, "from")?;
-    let to = minute_param(&p, "to")?;
-    let month = month_param(&p)?;
+    let from = minute_param(p, "from")?;
+    let to = minute_param(p, "to")?;
+    let month = month_param(p)?;
     let (from, to) = match (month, from, to) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
             return Err(ApiError::BadRequest(
