@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use clap::Parser;
 use slastream::cli::{Cli, Command};
@@ -25,9 +27,12 @@ fn load_config(path: Option<PathBuf>) -> Result<Config, ExitCode> {
 }
 
 /// The process's root token, cancelled by SIGTERM or SIGINT.
-fn shutdown_on_signals(rt: &tokio::runtime::Runtime) -> CancellationToken {
+/// Also returns whether a signal (not a failure) started the shutdown.
+fn shutdown_on_signals(rt: &tokio::runtime::Runtime) -> (CancellationToken, Arc<AtomicBool>) {
     let token = CancellationToken::new();
     let t = token.clone();
+    let signalled = Arc::new(AtomicBool::new(false));
+    let s = signalled.clone();
     rt.spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -46,9 +51,10 @@ fn shutdown_on_signals(rt: &tokio::runtime::Runtime) -> CancellationToken {
             _ = term => {}
         }
         tracing::info!("shutdown requested: draining");
+        s.store(true, Ordering::SeqCst);
         t.cancel();
     });
-    token
+    (token, signalled)
 }
 
 fn main() -> ExitCode {
@@ -66,7 +72,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let token = shutdown_on_signals(&rt);
+    let (token, signalled) = shutdown_on_signals(&rt);
     let code = rt.block_on(async move {
         let deadline = {
             let token = token.clone();
@@ -78,8 +84,15 @@ fn main() -> ExitCode {
         tokio::select! {
             code = command(cli, token) => code,
             _ = deadline => {
-                eprintln!("error: shutdown did not finish within {SHUTDOWN_DEADLINE:?}; exiting");
-                ExitCode::FAILURE
+                // Work still in flight is read again at the next start; a
+                // requested stop is still a clean one, a failure is not.
+                if signalled.load(Ordering::SeqCst) {
+                    eprintln!("shutdown: work in flight did not finish within {SHUTDOWN_DEADLINE:?}; exiting");
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!("error: stopping after a failure took longer than {SHUTDOWN_DEADLINE:?}; exiting");
+                    ExitCode::FAILURE
+                }
             }
         }
     });
