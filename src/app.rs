@@ -208,6 +208,8 @@ pub fn spawn_ingest(
         clock.clone(),
         Some(pipeline.clone()),
         true,
+        // Until the consumer reports it, the engine counts as caught up.
+        Arc::new(AtomicBool::new(true)),
     )?;
     let alerts = {
         let token = shutdown.clone();
@@ -305,6 +307,8 @@ pub async fn replay(
             clock.clone(),
             None,
             true,
+            // The file is read to its end before the alerter starts.
+            Arc::new(AtomicBool::new(true)),
         )?)
     } else {
         None
@@ -352,7 +356,7 @@ pub async fn replay(
         // One evaluation over the whole file, delivered before exiting.
         Some(mut a) => {
             a.evaluate()?;
-            a.deliver().await?;
+            a.deliver_once().await?;
             None
         }
         None => None,

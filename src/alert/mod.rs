@@ -8,20 +8,49 @@
 //! accepted it, so a restart (even kill -9) neither loses a pending
 //! notification nor starts a second firing of an episode; a notification may
 //! be repeated, always with the same fingerprint.
+//!
+//! While the engine has not caught up with its input (after a start, during a
+//! broker outage), the book holds: no episode starts or resolves, since the
+//! missing events may have answered a ticket or moved a burn rate; episodes
+//! already firing keep being re-sent.
 
 pub mod deliver;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::AlertingConfig;
+use crate::config::{AlertingConfig, HttpConfig};
 use crate::engine::query::{ClockState, Scope};
 use crate::engine::Engine;
 use crate::model::time::{format_duration, Millis};
 use crate::rules::{burn_threshold, window_length, WINDOW_PAIRS};
 
 pub type Labels = BTreeMap<String, String>;
+
+/// "The engine holds every event up to now": set by whoever feeds the engine
+/// (the consumer once it reached the end of every partition; always true for
+/// `replay`), read by the alerter before each evaluation. While it is false
+/// the alert book holds (see the module comment).
+pub type CaughtUp = Arc<AtomicBool>;
+
+/// The base URL of the links put in annotations: the API as this process
+/// serves it.
+pub fn api_base(http: &HttpConfig) -> String {
+    format!("http://{}", http.listen)
+}
+
+/// `{base}{path}?k=v&..` with every value percent-encoded. A base that does
+/// not parse (it comes from the configuration) gives the link unencoded
+/// rather than none.
+fn link(base: &str, path: &str, query: &[(&str, &str)]) -> String {
+    match reqwest::Url::parse_with_params(&format!("{base}{path}"), query) {
+        Ok(url) => url.to_string(),
+        Err(_) => format!("{base}{path}"),
+    }
+}
 
 /// One alert as the rules see it at an instant.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,10 +152,14 @@ pub fn evaluate(
                 for (k, v) in scope_labels {
                     l.insert(k.to_string(), v.clone());
                 }
-                let query = scope_labels
-                    .iter()
-                    .map(|(k, v)| format!("&{k}={v}"))
-                    .collect::<String>();
+                // The compliance query of the alert's scope: a customer
+                // alone (the API refuses it combined with a group), else the
+                // group.
+                let mut query = vec![("slo", def.name.as_str())];
+                match scope_labels.iter().find(|(k, _)| *k == "customer") {
+                    Some((k, v)) => query.push((k, v.as_str())),
+                    None => query.extend(scope_labels.iter().map(|(k, v)| (*k, v.as_str()))),
+                }
                 let a = labels(&[
                     (
                         "summary",
@@ -135,7 +168,7 @@ pub fn evaluate(
                             def.name
                         ),
                     ),
-                    ("api", &format!("{api}/api/v1/compliance?slo={}{query}", def.name)),
+                    ("api", &link(api, "/api/v1/compliance", &query)),
                 ]);
                 add(l, a);
             }
@@ -174,7 +207,6 @@ pub fn evaluate(
             (level_key, c.level),
             (id_key, &c.id),
         ]);
-        let path = if ticket { "tickets" } else { "incidents" };
         let a = labels(&[
             (
                 "summary",
@@ -189,7 +221,14 @@ pub fn evaluate(
                     def.name
                 ),
             ),
-            ("api", &format!("{api}/api/v1/{path}/{}", c.id)),
+            (
+                "api",
+                &link(
+                    api,
+                    "/api/v1/breaches",
+                    &[("slo", &def.name), ("customer", &cust.id)],
+                ),
+            ),
         ]);
         add(l, a);
     }
@@ -209,7 +248,15 @@ pub struct Episode {
     pub sent_at: BTreeMap<String, Millis>,
 }
 
+/// What a notification said about an episode: its start and, once resolved,
+/// its end. A delivery acknowledges only the revision it carried.
+pub type Revision = (Millis, Option<Millis>);
+
 impl Episode {
+    pub fn revision(&self) -> Revision {
+        (self.starts_at, self.ends_at)
+    }
+
     pub fn status(&self) -> &'static str {
         if self.ends_at.is_some() {
             "resolved"
@@ -228,58 +275,71 @@ pub struct Book {
 impl Book {
     /// Folds the alerts firing at `now` into the book: new ones start an
     /// episode, vanished ones resolve it, firing ones owe Alertmanager a
-    /// resend every `resend`. Returns the fingerprints that changed.
+    /// resend every `resend`. With `caught_up` false the book holds: nothing
+    /// starts or resolves, firing episodes are still re-sent. Returns the
+    /// fingerprints that changed.
     pub fn update(
         &mut self,
         firing: BTreeMap<String, Firing>,
         now: Millis,
         targets: &[String],
         resend: Millis,
+        caught_up: bool,
     ) -> BTreeSet<String> {
         let mut changed = BTreeSet::new();
         let all: BTreeSet<String> = targets.iter().cloned().collect();
-        for (fp, f) in &firing {
-            match self.episodes.get_mut(fp) {
-                Some(e) if e.ends_at.is_none() => {
-                    for t in targets.iter().filter(|t| t.starts_with("alertmanager:")) {
-                        let due = e.sent_at.get(t).is_none_or(|s| now - s >= resend);
-                        if due && !e.pending.contains(t) {
-                            e.pending.insert(t.clone());
-                            changed.insert(fp.clone());
-                        }
-                    }
+        if caught_up {
+            for (fp, f) in &firing {
+                if self.episodes.get(fp).is_some_and(|e| e.ends_at.is_none()) {
+                    continue;
                 }
-                _ => {
-                    self.episodes.insert(
-                        fp.clone(),
-                        Episode {
-                            labels: f.labels.clone(),
-                            annotations: f.annotations.clone(),
-                            starts_at: now,
-                            ends_at: None,
-                            pending: all.clone(),
-                            sent_at: BTreeMap::new(),
-                        },
-                    );
-                    changed.insert(fp.clone());
-                }
+                self.episodes.insert(
+                    fp.clone(),
+                    Episode {
+                        labels: f.labels.clone(),
+                        annotations: f.annotations.clone(),
+                        starts_at: now,
+                        ends_at: None,
+                        pending: all.clone(),
+                        sent_at: BTreeMap::new(),
+                    },
+                );
+                changed.insert(fp.clone());
             }
         }
         for (fp, e) in self.episodes.iter_mut() {
-            if e.ends_at.is_none() && !firing.contains_key(fp) {
+            if e.ends_at.is_some() {
+                continue;
+            }
+            if caught_up && !firing.contains_key(fp) {
                 e.ends_at = Some(now);
                 e.pending = all.clone();
                 changed.insert(fp.clone());
+                continue;
+            }
+            // Alertmanager forgets a firing alert it has not heard of for its
+            // `resolve_timeout`, so a firing episode is re-sent to it.
+            for t in targets.iter().filter(|t| t.starts_with("alertmanager:")) {
+                let due = e.sent_at.get(t).is_none_or(|s| now - s >= resend);
+                if due && !e.pending.contains(t) {
+                    e.pending.insert(t.clone());
+                    changed.insert(fp.clone());
+                }
             }
         }
         changed
     }
 
-    /// A target accepted the episode's current status.
-    pub fn delivered(&mut self, fp: &str, target: &str, now: Millis) -> bool {
+    /// A target accepted the status `revision` of an episode. A status that
+    /// changed meanwhile (resolved, or a new episode under the same
+    /// fingerprint) stays owed. Returns whether the book changed.
+    pub fn delivered(&mut self, fp: &str, target: &str, revision: Revision, now: Millis) -> bool {
         let Some(e) = self.episodes.get_mut(fp) else {
             return false;
         };
+        if e.revision() != revision {
+            return false;
+        }
         let removed = e.pending.remove(target);
         if removed && e.ends_at.is_none() {
             e.sent_at.insert(target.to_string(), now);
