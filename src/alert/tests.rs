@@ -391,7 +391,6 @@ mod links {
     //! every query value percent-encoded.
 
     use std::path::Path;
-    use std::sync::atomic::AtomicBool;
     use std::sync::{Arc, RwLock};
 
     use axum::body::Body;
@@ -481,13 +480,13 @@ targets = { SEV1 = "15m", SEV2 = "30m", SEV3 = "4h", SEV4 = "1d" }
             "{links:?}"
         );
 
-        let router = api::router(AppState {
-            engine: Arc::new(RwLock::new(e)),
-            clock: Arc::new(ManualClock::new(now)),
-            admin_token: String::new(),
-            ready: Arc::new(AtomicBool::new(true)),
-            metrics: Arc::new(|_: &Engine, _| String::new()),
-        });
+        let router = api::router(AppState::with_state(
+            Arc::new(RwLock::new(e)),
+            Arc::new(crate::store::MemStore::default()),
+            Arc::new(ManualClock::new(now)),
+            String::new(),
+            Arc::new(|_: &Engine, _| String::new()),
+        ));
         for (f, link) in firing.values().zip(&links) {
             let uri = link.strip_prefix(base).expect("the API base");
             let resp = router
