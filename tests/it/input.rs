@@ -688,3 +688,33 @@ fn assert_same_answers(before: &[(String, Value)], after: &[(String, Value)]) {
         );
     }
 }
+
+#[test]
+fn a_state_of_a_newer_format_is_refused_not_misread() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let state = base.path().join("state");
+    {
+        let store = slastream::store::RocksStore::open(&state).expect("open state");
+        let mut b = slastream::store::Batch::default();
+        b.put(b"v".to_vec(), 99u32.to_be_bytes().to_vec());
+        slastream::store::Store::write(&store, b).expect("write");
+    }
+    let empty = base.path().join("empty.ndjson");
+    std::fs::write(&empty, "").expect("empty input");
+    let out = Command::new(env!("CARGO_BIN_EXE_slastream"))
+        .args(["replay", "--config"])
+        .arg(config_path())
+        .arg("--input")
+        .arg(&empty)
+        .env("SLASTREAM__STATE__PATH", &state)
+        .output()
+        .expect("run slastream");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let want = format!(
+        "state at {} has format version 99; this slastream reads up to {}",
+        state.display(),
+        slastream::store::state::FORMAT_VERSION
+    );
+    assert!(stderr.contains(&want), "{want} not in:\n{stderr}");
+}
