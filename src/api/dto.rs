@@ -200,11 +200,45 @@ pub fn report_rows(engine: &Engine, year: i16, month: i8, now: Millis) -> Vec<Re
     rows
 }
 
+/// One CSV field. A value a spreadsheet would read as a formula (starting
+/// with `=`, `+`, `-`, `@`, tab or CR) gets a leading `'` so it stays text;
+/// then it is quoted when it holds a separator, quote or line break.
 fn csv_field(v: &str) -> String {
+    let v: std::borrow::Cow<'_, str> = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{v}").into()
+    } else {
+        v.into()
+    };
     if v.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {
-        v.to_string()
+        v.into_owned()
+    }
+}
+
+#[cfg(test)]
+mod csv_field_tests {
+    use super::csv_field;
+
+    #[test]
+    fn formulas_are_defused_and_quoted_as_needed() {
+        assert_eq!(csv_field("acme"), "acme");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=1+2"), "'=1+2");
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("-1"), "'-1");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("\tx"), "'\tx");
+        assert_eq!(csv_field("\rx"), "\"'\rx\"");
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://evil\",\"x\")"),
+            "\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\""
+        );
+        // Only the first character matters.
+        assert_eq!(csv_field("a=1"), "a=1");
+        assert_eq!(csv_field("x-1"), "x-1");
+        assert_eq!(csv_field(""), "");
     }
 }
 

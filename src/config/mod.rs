@@ -26,7 +26,7 @@ use crate::model::time::{parse_duration, parse_rfc3339, Millis, DAY, MINUTE};
 
 use raw::{
     quote_key, DateText, RawAlerting, RawCalendar, RawConfig, RawCredit, RawCustomer,
-    RawCustomersFile, RawExclusion, RawHttp, RawIngest, RawKafka, RawSlo, RawState,
+    RawCustomersFile, RawExclusion, RawHttp, RawIngest, RawKafka, RawLimits, RawSlo, RawState,
 };
 
 /// The built-in calendar containing every instant; the default of `calendar`.
@@ -114,6 +114,7 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
                 admin_token: String::new(),
             },
+            limits: LimitsConfig::default(),
             ingest: IngestConfig {
                 max_lateness: 7 * DAY,
                 max_future_skew: 5 * MINUTE,
@@ -241,6 +242,7 @@ fn validate(raw: RawConfig, base_dir: &Path, p: &mut Problems) -> Config {
     let kafka = kafka(raw.kafka, defaults.kafka, p);
     let state = state(raw.state, defaults.state, p);
     let http = http(raw.http, defaults.http, p);
+    let limits = limits(raw.limits, defaults.limits, p);
     let ingest = ingest(raw.ingest, defaults.ingest, p);
     let alerting = alerting(raw.alerting, defaults.alerting, p);
     let export = ExportConfig {
@@ -278,6 +280,7 @@ fn validate(raw: RawConfig, base_dir: &Path, p: &mut Problems) -> Config {
         );
     }
     let customers = registry.out;
+    registry_within_limits(&customers, &limits, p);
 
     let slo_names: BTreeSet<String> = raw.slos.iter().filter_map(|s| s.name.clone()).collect();
     let mut seen_slos = HashMap::new();
@@ -313,6 +316,7 @@ fn validate(raw: RawConfig, base_dir: &Path, p: &mut Problems) -> Config {
         kafka,
         state,
         http,
+        limits,
         ingest,
         alerting,
         export,
@@ -472,6 +476,54 @@ fn http(raw: RawHttp, d: HttpConfig, p: &mut Problems) -> HttpConfig {
     HttpConfig {
         listen,
         admin_token: raw.admin_token.unwrap_or(d.admin_token),
+    }
+}
+
+fn limits(raw: RawLimits, d: LimitsConfig, p: &mut Problems) -> LimitsConfig {
+    let mut bound = |v: Option<i64>, default: usize, key: &str| match v {
+        None => default,
+        Some(n) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
+        Some(n) => {
+            p.push(
+                format!("limits.{key}"),
+                format!("{n} is out of range: must be at least 1"),
+            );
+            default
+        }
+    };
+    LimitsConfig {
+        max_customers: bound(raw.max_customers, d.max_customers, "max_customers"),
+        max_groups: bound(raw.max_groups, d.max_groups, "max_groups"),
+        max_services: bound(raw.max_services, d.max_services, "max_services"),
+    }
+}
+
+/// The registry alone must fit the bounds events are held to, or no event
+/// could name a new customer and the limit would say nothing true.
+fn registry_within_limits(customers: &[CustomerDef], limits: &LimitsConfig, p: &mut Problems) {
+    if customers.len() > limits.max_customers {
+        p.push(
+            "limits.max_customers",
+            format!(
+                "{} is below the {} customers of the registry",
+                limits.max_customers,
+                customers.len()
+            ),
+        );
+    }
+    let groups: BTreeSet<(&str, &str)> = customers
+        .iter()
+        .map(|c| (c.segment.as_str(), c.timezone.as_str()))
+        .collect();
+    if groups.len() > limits.max_groups {
+        p.push(
+            "limits.max_groups",
+            format!(
+                "{} is below the {} (segment, timezone) pairs of the registry",
+                limits.max_groups,
+                groups.len()
+            ),
+        );
     }
 }
 
@@ -1348,6 +1400,71 @@ mod tests {
         assert!(c.credits.is_empty());
         assert_eq!(c.calendars.len(), 1);
         assert_eq!(c.calendars[ALWAYS], CalendarDef::always());
+    }
+
+    #[test]
+    fn limits_have_defaults_bounds_and_overrides() {
+        let d = ok("").limits;
+        assert_eq!(
+            (d.max_customers, d.max_groups, d.max_services),
+            (100_000, 2_000, 1_000)
+        );
+        let c = ok("[limits]\nmax_customers = 5\nmax_groups = 1\nmax_services = 7\n").limits;
+        assert_eq!((c.max_customers, c.max_groups, c.max_services), (5, 1, 7));
+        let c = parse(
+            "[limits]\nmax_customers = 5\n",
+            &env(&[
+                ("SLASTREAM__LIMITS__MAX_CUSTOMERS", "3"),
+                ("SLASTREAM__LIMITS__MAX_SERVICES", "2"),
+            ]),
+            Path::new("."),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.limits.max_customers, c.limits.max_services), (3, 2));
+        let p = problems(
+            "[limits]\nmax_customers = 0\nmax_groups = -1\nmax_services = \"many\"\nmax_tickets = 1\n",
+        );
+        assert_problem(&p, "limits.max_customers", "must be at least 1");
+        assert_problem(&p, "limits.max_groups", "must be at least 1");
+        assert_problem(&p, "limits.max_services", "invalid type");
+        assert_problem(&p, "limits.max_tickets", "unknown key");
+        assert_eq!(p.len(), 4, "{}", render(&p));
+        let p = problems_with("", &[("SLASTREAM__LIMITS__MAX_GROUPS", "0")]);
+        assert_problem(&p, "limits.max_groups", "SLASTREAM__LIMITS__MAX_GROUPS");
+    }
+
+    #[test]
+    fn a_registry_larger_than_the_limits_is_a_config_error() {
+        let registry = r#"
+            [[customers]]
+            id = "a"
+            segment = "enterprise"
+            timezone = "UTC"
+            [[customers]]
+            id = "b"
+            segment = "standard"
+            timezone = "UTC"
+            [[customers]]
+            id = "c"
+            segment = "standard"
+            timezone = "UTC"
+        "#;
+        let p = problems(&format!(
+            "[limits]\nmax_customers = 2\nmax_groups = 1\n{registry}"
+        ));
+        assert_problem(
+            &p,
+            "limits.max_customers",
+            "2 is below the 3 customers of the registry",
+        );
+        assert_problem(
+            &p,
+            "limits.max_groups",
+            "1 is below the 2 (segment, timezone) pairs of the registry",
+        );
+        ok(&format!(
+            "[limits]\nmax_customers = 3\nmax_groups = 2\n{registry}"
+        ));
     }
 
     #[test]

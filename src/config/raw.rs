@@ -30,6 +30,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub http: RawHttp,
     #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
     pub ingest: RawIngest,
     #[serde(default)]
     pub alerting: RawAlerting,
@@ -83,6 +85,14 @@ pub struct RawState {
 pub struct RawHttp {
     pub listen: Option<String>,
     pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub struct RawLimits {
+    pub max_customers: Option<i64>,
+    pub max_groups: Option<i64>,
+    pub max_services: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

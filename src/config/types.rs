@@ -13,6 +13,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub state: StateConfig,
     pub http: HttpConfig,
+    pub limits: LimitsConfig,
     pub ingest: IngestConfig,
     pub alerting: AlertingConfig,
     pub export: ExportConfig,
@@ -51,6 +52,28 @@ pub struct StateConfig {
 pub struct HttpConfig {
     pub listen: SocketAddr,
     pub admin_token: String,
+}
+
+/// Bounds on what events can create (SPEC §2.1 `[limits]`); an event that
+/// would go past one is invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Registry plus seen customers.
+    pub max_customers: usize,
+    /// Distinct (segment, timezone) pairs.
+    pub max_groups: usize,
+    /// Distinct probe `service` values with recent latency state.
+    pub max_services: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_customers: 100_000,
+            max_groups: 2_000,
+            max_services: 1_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,8 @@
 //! indices; `(segment, timezone)` pairs are interned to group indices so the
 //! aggregated scopes can be kept as their own series.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -58,7 +59,96 @@ pub struct Customers {
     list: Vec<Customer>,
     by_id: HashMap<Arc<str>, CustomerIdx>,
     groups: Vec<Group>,
-    group_by_key: HashMap<(Arc<str>, Arc<str>), GroupIdx>,
+    /// segment -> timezone -> group; nested so a lookup by `&str` allocates
+    /// nothing.
+    group_by_key: HashMap<Arc<str>, HashMap<Arc<str>, GroupIdx>>,
+}
+
+/// A `[limits]` bound (SPEC §2.1) an event would pass; `Display` is the
+/// reason the event is invalid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitHit {
+    Customers {
+        max: usize,
+        /// The new customers the event names, in order (at least one).
+        first: String,
+        new: usize,
+    },
+    Groups {
+        max: usize,
+        segment: String,
+        timezone: String,
+    },
+    Services {
+        max: usize,
+        service: String,
+    },
+}
+
+impl LimitHit {
+    /// The `limit` label of `slastream_limit_rejections_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            LimitHit::Customers { .. } => "customers",
+            LimitHit::Groups { .. } => "groups",
+            LimitHit::Services { .. } => "services",
+        }
+    }
+}
+
+impl fmt::Display for LimitHit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LimitHit::Customers { max, first, new } if *new <= 1 => write!(
+                f,
+                "limit: max_customers ({max}) reached; customer {first:?} not created"
+            ),
+            LimitHit::Customers { max, first, new } => write!(
+                f,
+                "limit: max_customers ({max}) reached; {new} new customers ({first:?} and {} more) not created",
+                new - 1
+            ),
+            LimitHit::Groups {
+                max,
+                segment,
+                timezone,
+            } => write!(
+                f,
+                "limit: max_groups ({max}) reached; group (segment {segment:?}, timezone {timezone:?}) not created"
+            ),
+            LimitHit::Services { max, service } => write!(
+                f,
+                "limit: max_services ({max}) reached; service {service:?} not created"
+            ),
+        }
+    }
+}
+
+/// Events rejected by each `[limits]` bound since the process started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitRejections {
+    pub customers: u64,
+    pub groups: u64,
+    pub services: u64,
+}
+
+impl LimitRejections {
+    pub fn record(&mut self, hit: &LimitHit) {
+        match hit {
+            LimitHit::Customers { .. } => self.customers += 1,
+            LimitHit::Groups { .. } => self.groups += 1,
+            LimitHit::Services { .. } => self.services += 1,
+        }
+    }
+
+    /// (label, count) for each bound.
+    pub fn by_label(&self) -> [(&'static str, u64); 3] {
+        [
+            ("customers", self.customers),
+            ("groups", self.groups),
+            ("services", self.services),
+        ]
+    }
 }
 
 /// The outcome of naming a customer in an event.
@@ -119,18 +209,78 @@ impl Customers {
         &self.groups[idx as usize]
     }
 
+    fn find_group(&self, segment: &str, timezone: &str) -> Option<GroupIdx> {
+        self.group_by_key.get(segment)?.get(timezone).copied()
+    }
+
     fn intern_group(&mut self, segment: &Arc<str>, timezone: &Arc<str>) -> GroupIdx {
-        let key = (segment.clone(), timezone.clone());
-        if let Some(g) = self.group_by_key.get(&key) {
-            return *g;
+        if let Some(g) = self.find_group(segment, timezone) {
+            return g;
         }
         let g = self.groups.len() as GroupIdx;
         self.groups.push(Group {
             segment: segment.clone(),
             timezone: timezone.clone(),
         });
-        self.group_by_key.insert(key, g);
+        self.group_by_key
+            .entry(segment.clone())
+            .or_default()
+            .insert(timezone.clone(), g);
         g
+    }
+
+    /// Checks, changing nothing, that naming every `(id, segment, timezone)`
+    /// of one event at `(at, event_id)` (as `name` would) creates no more
+    /// customers than `max_customers` nor groups than `max_groups` in all.
+    /// A customer already known creates nothing, unless this event precedes
+    /// its origin and so moves it, maybe to a new group.
+    pub fn check_naming<'e>(
+        &self,
+        names: impl IntoIterator<Item = (&'e str, Option<&'e str>, Option<&'e str>)>,
+        at: Millis,
+        event_id: &str,
+        max_customers: usize,
+        max_groups: usize,
+    ) -> Result<(), LimitHit> {
+        // Allocated only once something new turns up.
+        let mut new_ids: Vec<&str> = Vec::new();
+        let mut new_id_set: HashSet<&str> = HashSet::new();
+        let mut new_groups: Vec<(&str, &str)> = Vec::new();
+        for (id, segment, timezone) in names {
+            if let Some(idx) = self.lookup(id) {
+                let Some(current) = self.list[idx as usize].origin.as_ref() else {
+                    continue;
+                };
+                if (at, event_id) >= (current.at, current.event_id.as_str()) {
+                    continue;
+                }
+            } else if new_id_set.insert(id) {
+                new_ids.push(id);
+            } else {
+                continue;
+            }
+            let key = (segment.unwrap_or(UNASSIGNED), timezone.unwrap_or(UTC));
+            if self.find_group(key.0, key.1).is_none() && !new_groups.contains(&key) {
+                new_groups.push(key);
+            }
+        }
+        if !new_ids.is_empty() && self.list.len() + new_ids.len() > max_customers {
+            return Err(LimitHit::Customers {
+                max: max_customers,
+                first: new_ids[0].to_string(),
+                new: new_ids.len(),
+            });
+        }
+        if let Some((segment, timezone)) = new_groups.first() {
+            if self.groups.len() + new_groups.len() > max_groups {
+                return Err(LimitHit::Groups {
+                    max: max_groups,
+                    segment: segment.to_string(),
+                    timezone: timezone.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Adds a registry customer. `calendar` is its calendar definition.
@@ -250,5 +400,200 @@ impl Customers {
             timezone: c.timezone.to_string(),
             origin: o.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `[limits]` through the engine: an event past a bound is invalid,
+    //! counted, and changes nothing.
+    use std::path::Path;
+
+    use crate::config;
+    use crate::engine::{Applied, Engine};
+    use crate::model::event::decode;
+    use crate::model::time::{parse_rfc3339, Millis, MINUTE};
+
+    const CONFIG: &str = r#"
+[limits]
+max_customers = 3
+max_groups = 2
+max_services = 2
+
+[[customers]]
+id = "acme"
+segment = "enterprise"
+timezone = "Europe/Berlin"
+
+[[slos]]
+name = "avail"
+indicator = "probe_availability"
+objective = 0.99
+window = "30d"
+"#;
+
+    fn engine() -> Engine {
+        let cfg = config::parse(CONFIG, &[], Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+        let mut e = Engine::new(&cfg);
+        e.track_changes(true);
+        e
+    }
+
+    fn t0() -> Millis {
+        parse_rfc3339("2026-11-02T09:30:00Z").unwrap()
+    }
+
+    fn apply(e: &mut Engine, json: serde_json::Value) -> Applied {
+        let bytes = serde_json::to_vec(&json).unwrap();
+        let ev = decode(&bytes).unwrap_or_else(|err| panic!("{json}: {err}"));
+        e.apply(&ev, t0() + 60 * MINUTE)
+    }
+
+    fn probe(id: &str, customer: &str, service: &str, at: Millis) -> serde_json::Value {
+        serde_json::json!({
+            "event_id": id, "kind": "probe",
+            "occurred_at": crate::model::time::format_rfc3339(at),
+            "customer_id": customer, "probe_id": "p", "service": service,
+            "success": true, "latency_ms": 5,
+        })
+    }
+
+    fn invalid(a: Applied) -> String {
+        match a {
+            Applied::Invalid(r) => r,
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn customers_past_the_bound_are_invalid_and_change_nothing() {
+        let mut e = engine();
+        assert_eq!(
+            apply(&mut e, probe("1", "b", "api", t0())),
+            Applied::Accepted
+        );
+        assert_eq!(
+            apply(&mut e, probe("2", "c", "api", t0())),
+            Applied::Accepted
+        );
+        e.take_dirty();
+        let before = (
+            e.customers().len(),
+            e.watermark(),
+            e.customers().groups().len(),
+        );
+        let r = invalid(apply(&mut e, probe("3", "x", "api", t0() + MINUTE)));
+        assert_eq!(
+            r,
+            "limit: max_customers (3) reached; customer \"x\" not created"
+        );
+        assert_eq!(
+            (
+                e.customers().len(),
+                e.watermark(),
+                e.customers().groups().len()
+            ),
+            before
+        );
+        let dirty = e.take_dirty();
+        assert!(dirty.dedup.is_empty() && dirty.customers.is_empty() && !dirty.watermark);
+        assert_eq!(e.limit_rejections.customers, 1);
+        assert_eq!(e.counts["probe"].invalid, 1);
+        // Known customers still flow; the rejected id is not a duplicate later.
+        assert_eq!(
+            apply(&mut e, probe("4", "acme", "api", t0())),
+            Applied::Accepted
+        );
+        assert!(matches!(
+            apply(&mut e, probe("3", "x", "api", t0())),
+            Applied::Invalid(_)
+        ));
+        assert_eq!(e.limit_rejections.customers, 2);
+    }
+
+    #[test]
+    fn an_incident_counts_every_new_customer_it_names() {
+        let mut e = engine();
+        let incident = |id: &str, customers: &[&str]| {
+            serde_json::json!({
+                "event_id": id, "kind": "incident", "occurred_at": "2026-11-02T09:30:00Z",
+                "incident_id": id, "action": "opened", "severity": "SEV1",
+                "customer_ids": customers,
+            })
+        };
+        // acme is known; n1, n2, n3 would make 4 customers.
+        let r = invalid(apply(
+            &mut e,
+            incident("i1", &["acme", "n1", "n2", "n1", "n3"]),
+        ));
+        assert_eq!(
+            r,
+            "limit: max_customers (3) reached; 3 new customers (\"n1\" and 2 more) not created"
+        );
+        assert_eq!(e.customers().len(), 1);
+        assert!(e.incidents.list.is_empty());
+        assert_eq!(
+            apply(&mut e, incident("i2", &["acme", "n1", "n2", "n1"])),
+            Applied::Accepted
+        );
+        assert_eq!(e.customers().len(), 3);
+    }
+
+    #[test]
+    fn groups_past_the_bound_are_invalid() {
+        let mut e = engine();
+        // (enterprise, Europe/Berlin) exists; (unassigned, UTC) makes two.
+        assert_eq!(
+            apply(&mut e, probe("1", "b", "api", t0())),
+            Applied::Accepted
+        );
+        let mut third = probe("2", "c", "api", t0());
+        third["segment"] = "gold".into();
+        let r = invalid(apply(&mut e, third.clone()));
+        assert_eq!(
+            r,
+            "limit: max_groups (2) reached; group (segment \"gold\", timezone \"UTC\") not created"
+        );
+        assert_eq!(e.limit_rejections.groups, 1);
+        assert_eq!(e.customers().len(), 2);
+        // An earlier event for a seen customer would move it to a new group: refused too.
+        let mut earlier = probe("3", "b", "api", t0() - MINUTE);
+        earlier["timezone"] = "Asia/Tokyo".into();
+        invalid(apply(&mut e, earlier));
+        assert_eq!(&*e.customers().get(1).timezone, "UTC");
+        // Into an existing group it is fine.
+        third["segment"] = "enterprise".into();
+        third["timezone"] = "Europe/Berlin".into();
+        assert_eq!(apply(&mut e, third), Applied::Accepted);
+    }
+
+    #[test]
+    fn services_past_the_bound_are_invalid_until_one_goes_quiet() {
+        let mut e = engine();
+        assert_eq!(
+            apply(&mut e, probe("1", "acme", "api", t0())),
+            Applied::Accepted
+        );
+        assert_eq!(
+            apply(&mut e, probe("2", "acme", "web", t0())),
+            Applied::Accepted
+        );
+        let r = invalid(apply(&mut e, probe("3", "acme", "db", t0())));
+        assert_eq!(
+            r,
+            "limit: max_services (2) reached; service \"db\" not created"
+        );
+        assert_eq!(e.limit_rejections.services, 1);
+        // A probe too old for the latency window creates no service.
+        assert_eq!(
+            apply(&mut e, probe("4", "acme", "old", t0() - 10 * MINUTE)),
+            Applied::Accepted
+        );
+        // Ten minutes on, api and web are quiet: db fits.
+        assert_eq!(
+            apply(&mut e, probe("5", "acme", "db", t0() + 10 * MINUTE)),
+            Applied::Accepted
+        );
+        assert_eq!(e.latency.series_count(), 1);
     }
 }

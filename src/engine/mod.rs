@@ -15,7 +15,7 @@ pub mod query;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, LimitsConfig};
 use crate::model::calendar::BusinessCalendar;
 use crate::model::event::{Body, Event, IncidentBody, ProbeBody, TicketBody};
 use crate::model::interval::SpanSet;
@@ -28,7 +28,7 @@ use buckets::{Counts, Series};
 use clock::{
     evaluate, incident_timeline, ticket_timeline, ClockRun, IncidentEv, Outcome, TicketEv,
 };
-use customers::{CustomerIdx, Customers, Named, Origin};
+use customers::{CustomerIdx, Customers, LimitHit, LimitRejections, Named, Origin};
 use dedup::Dedup;
 
 pub type ItemIdx = u32;
@@ -61,6 +61,7 @@ pub struct EngineSettings {
     pub credits: Vec<CreditPolicy>,
     pub max_lateness: Millis,
     pub max_future_skew: Millis,
+    pub limits: LimitsConfig,
 }
 
 impl EngineSettings {
@@ -71,6 +72,7 @@ impl EngineSettings {
             credits: cfg.credits.clone(),
             max_lateness: cfg.ingest.max_lateness,
             max_future_skew: cfg.ingest.max_future_skew,
+            limits: cfg.limits,
         }
     }
 }
@@ -231,6 +233,8 @@ pub struct Engine {
     ticket_slos: Vec<usize>,
     incident_slos: Vec<usize>,
     pub counts: HashMap<&'static str, IngestCounts>,
+    /// Events rejected by a `[limits]` bound (also counted as invalid).
+    pub limit_rejections: LimitRejections,
     pub latency: latency::RecentLatency,
     pub(crate) dirty: Dirty,
     track_dirty: bool,
@@ -279,6 +283,7 @@ impl Engine {
             ticket_slos,
             incident_slos,
             counts: HashMap::new(),
+            limit_rejections: LimitRejections::default(),
             latency: latency::RecentLatency::default(),
             dirty: Dirty::default(),
             track_dirty: false,
@@ -346,6 +351,11 @@ impl Engine {
                 return Applied::Late;
             }
         }
+        // Before any change: an event past a bound changes nothing.
+        if let Err(hit) = self.check_limits(ev) {
+            self.limit_rejections.record(&hit);
+            return Applied::Invalid(hit.to_string());
+        }
         self.dedup.insert(h, ev.occurred_at);
         if self.track_dirty {
             self.dirty.dedup.push((h, ev.occurred_at));
@@ -368,6 +378,42 @@ impl Engine {
             Body::Incident(i) => self.apply_incident(ev, i),
         }
         Applied::Accepted
+    }
+
+    /// Whether applying `ev` would create customers, groups or probe
+    /// services beyond the `[limits]` bounds (SPEC §2.1).
+    fn check_limits(&self, ev: &Event<'_>) -> Result<(), LimitHit> {
+        let limits = &self.settings.limits;
+        let (at, id) = (ev.occurred_at, &*ev.event_id);
+        let (segment, timezone) = (ev.segment.as_deref(), ev.timezone.as_deref());
+        match &ev.body {
+            Body::Incident(i) => self.customers.check_naming(
+                i.customer_ids.iter().flatten().map(|c| (&**c, None, None)),
+                at,
+                id,
+                limits.max_customers,
+                limits.max_groups,
+            )?,
+            Body::Ticket(_) | Body::Probe(_) => self.customers.check_naming(
+                ev.customer_id.as_deref().map(|c| (c, segment, timezone)),
+                at,
+                id,
+                limits.max_customers,
+                limits.max_groups,
+            )?,
+        }
+        if let Body::Probe(p) = &ev.body {
+            let w = self.watermark.map_or(at, |w| w.max(at));
+            if self.latency.would_add_service(&p.service, at, w)
+                && self.latency.live_services(w) >= limits.max_services
+            {
+                return Err(LimitHit::Services {
+                    max: limits.max_services,
+                    service: p.service.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Names a customer; moves its group sums and re-evaluates its clocks

@@ -411,6 +411,15 @@ fn ingest_metrics(r: &Registry, engine: &Engine, opts: &ExportOptions) {
             events.with_label_values(&[kind, result]).inc_by(n as f64);
         }
     }
+    let rejections = counter(
+        r,
+        "slastream_limit_rejections_total",
+        "Events rejected (as invalid) because they would pass a [limits] bound.",
+        &["limit"],
+    );
+    for (limit, n) in engine.limit_rejections.by_label() {
+        rejections.with_label_values(&[limit]).inc_by(n as f64);
+    }
     let w = gauge(
         r,
         "slastream_ingest_watermark_timestamp_seconds",

@@ -229,8 +229,8 @@ fn owned(s: Cow<'_, str>) -> Cow<'static, str> {
     Cow::Owned(s.into_owned())
 }
 
-/// Longest `event_id` accepted, in characters (SPEC §1).
-const MAX_EVENT_ID_CHARS: usize = 128;
+/// Longest identifier or label value accepted, in characters (SPEC §1).
+pub const MAX_ID_CHARS: usize = 128;
 
 /// Decodes and validates one message value (SPEC §1). Never panics on any
 /// input. Strings without JSON escapes are borrowed from `bytes`.
@@ -255,10 +255,13 @@ const MAX_EVENT_ID_CHARS: usize = 128;
 /// absent), then type, then value. Fields that do not belong to the event's
 /// kind are unknown fields, and unknown fields are ignored unchecked.
 ///
+/// Identifiers and label values (`event_id`, `customer_id`, each entry of
+/// `customer_ids`, `ticket_id`, `incident_id`, `probe_id`, `service`,
+/// `region`, `segment`) must be 1..=128 characters without a control
+/// character (U+0000–U+001F, U+007F), checked in that order.
+///
 /// Beyond SPEC §1: a known field given twice is invalid (`duplicate field`),
-/// since readers that keep the first or the last value would disagree; the
-/// identifiers (`customer_id`, `ticket_id`, `incident_id`, `probe_id`, the
-/// entries of `customer_ids`) must not be empty; `timezone` is rewritten to
+/// since readers that keep the first or the last value would disagree; `timezone` is rewritten to
 /// its canonical IANA spelling (`europe/berlin` → `Europe/Berlin`) so that
 /// labels do not split; `latency_ms` of `-0` becomes `0`.
 pub fn decode(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
@@ -612,16 +615,7 @@ impl<'a> Raw<'a> {
             other => return Err(invalid(format!("unknown kind {}", quote(other)))),
         };
 
-        let event_id = self.str(Key::EventId)?;
-        if event_id.is_empty() {
-            return Err(invalid("field \"event_id\" must not be empty"));
-        }
-        // Only a long byte string can hold more than 128 chars.
-        if event_id.len() > MAX_EVENT_ID_CHARS && event_id.chars().count() > MAX_EVENT_ID_CHARS {
-            return Err(invalid(format!(
-                "field \"event_id\" must be at most {MAX_EVENT_ID_CHARS} characters"
-            )));
-        }
+        let event_id = self.id(Key::EventId)?;
         let occurred_at = self.str(Key::OccurredAt)?;
         let Some(occurred_at) = parse_rfc3339(&occurred_at) else {
             return Err(invalid(format!(
@@ -633,7 +627,7 @@ impl<'a> Raw<'a> {
             Kind::Ticket | Kind::Probe => Some(self.id(Key::CustomerId)?),
             Kind::Incident => None,
         };
-        let segment = self.opt_str(Key::Segment)?;
+        let segment = self.opt_id(Key::Segment)?;
         let timezone = match self.opt_str(Key::Timezone)? {
             Some(name) => Some(canonical_zone(name)?),
             None => None,
@@ -673,8 +667,8 @@ impl<'a> Raw<'a> {
             ticket_id,
             action,
             priority,
-            service: self.opt_str(Key::Service)?,
-            region: self.opt_str(Key::Region)?,
+            service: self.opt_id(Key::Service)?,
+            region: self.opt_id(Key::Region)?,
         })
     }
 
@@ -695,10 +689,10 @@ impl<'a> Raw<'a> {
         let customer_ids = match self.field(Key::CustomerIds, need)? {
             Val::Missing => None,
             Val::StrList(ids) => {
-                if ids.iter().any(|id| id.is_empty()) {
-                    return Err(invalid(
-                        "field \"customer_ids\" must not contain an empty string",
-                    ));
+                for id in &ids {
+                    if let Err(problem) = ident(id) {
+                        return Err(bad_list_entry(Key::CustomerIds, problem, id));
+                    }
                 }
                 Some(ids)
             }
@@ -708,7 +702,7 @@ impl<'a> Raw<'a> {
                 ))
             }
         };
-        let service = self.opt_str(Key::Service)?;
+        let service = self.opt_id(Key::Service)?;
         let planned = match self.field(Key::Planned, Need::Optional)? {
             Val::Missing => false,
             v => boolean(Key::Planned, v)?,
@@ -725,8 +719,8 @@ impl<'a> Raw<'a> {
 
     fn probe(&mut self) -> Result<ProbeBody<'a>, InvalidEvent> {
         let probe_id = self.id(Key::ProbeId)?;
-        let service = self.str(Key::Service)?;
-        let region = self.opt_str(Key::Region)?;
+        let service = self.id(Key::Service)?;
+        let region = self.opt_id(Key::Region)?;
         let success = boolean(Key::Success, self.field(Key::Success, Need::Required)?)?;
         let latency_ms = match self.field(Key::LatencyMs, Need::Required)? {
             // `+ 0.0` turns -0 into 0; NaN cannot come out of JSON.
@@ -772,12 +766,24 @@ impl<'a> Raw<'a> {
         }
     }
 
-    /// A required, non-empty string.
+    /// A required identifier (SPEC §1 "Identifiers").
     #[inline(always)]
     fn id(&mut self, key: Key) -> Result<Cow<'a, str>, InvalidEvent> {
         let s = self.str(key)?;
-        if s.is_empty() {
-            return Err(empty(key));
+        if let Err(problem) = ident(&s) {
+            return Err(bad_id(key, problem, &s));
+        }
+        Ok(s)
+    }
+
+    /// An optional identifier or label value.
+    #[inline(always)]
+    fn opt_id(&mut self, key: Key) -> Result<Option<Cow<'a, str>>, InvalidEvent> {
+        let s = self.opt_str(key)?;
+        if let Some(s) = &s {
+            if let Err(problem) = ident(s) {
+                return Err(bad_id(key, problem, s));
+            }
         }
         Ok(s)
     }
@@ -821,9 +827,61 @@ fn null(key: Key) -> InvalidEvent {
     invalid(format!("field \"{}\" must not be null", key.name()))
 }
 
+/// How a string breaks the identifier rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdProblem {
+    Empty,
+    TooLong,
+    Control,
+}
+
+/// Checks the identifier rule of SPEC §1 on bytes: a control character is
+/// a single byte below 0x20 or 0x7f in UTF-8 (no multi-byte sequence holds
+/// one), and a string of at most 128 bytes has at most 128 characters, so
+/// characters are counted only for longer ones.
+#[inline(always)]
+fn ident(s: &str) -> Result<(), IdProblem> {
+    let b = s.as_bytes();
+    if b.is_empty() {
+        return Err(IdProblem::Empty);
+    }
+    if b.len() > MAX_ID_CHARS && s.chars().count() > MAX_ID_CHARS {
+        return Err(IdProblem::TooLong);
+    }
+    if b.iter().any(|&c| c < 0x20 || c == 0x7f) {
+        return Err(IdProblem::Control);
+    }
+    Ok(())
+}
+
 #[cold]
-fn empty(key: Key) -> InvalidEvent {
-    invalid(format!("field \"{}\" must not be empty", key.name()))
+fn bad_id(key: Key, problem: IdProblem, value: &str) -> InvalidEvent {
+    let name = key.name();
+    invalid(match problem {
+        IdProblem::Empty => format!("field \"{name}\" must not be empty"),
+        IdProblem::TooLong => {
+            format!("field \"{name}\" must be at most {MAX_ID_CHARS} characters")
+        }
+        IdProblem::Control => format!(
+            "field \"{name}\" must not contain control characters, got {}",
+            quote(value)
+        ),
+    })
+}
+
+#[cold]
+fn bad_list_entry(key: Key, problem: IdProblem, value: &str) -> InvalidEvent {
+    let name = key.name();
+    invalid(match problem {
+        IdProblem::Empty => format!("field \"{name}\" must not contain an empty string"),
+        IdProblem::TooLong => format!(
+            "field \"{name}\" must not contain a string longer than {MAX_ID_CHARS} characters"
+        ),
+        IdProblem::Control => format!(
+            "field \"{name}\" must not contain control characters, got {}",
+            quote(value)
+        ),
+    })
 }
 
 #[cold]
@@ -1005,13 +1063,13 @@ mod tests {
     #[test]
     fn unescapes_strings_into_owned_copies() {
         let bytes = br#"{"event_id":"e\"1\u00e9","kind":"probe","occurred_at":"2026-11-02T09:30:00Z",
-            "customer_id":"ac\/me","probe_id":"p","service":"api\n","success":false,"latency_ms":0}"#;
+            "customer_id":"ac\/me","probe_id":"p","service":"api\u00e9","success":false,"latency_ms":0}"#;
         let event = decode(bytes).unwrap();
         assert!(matches!(event.event_id, Cow::Owned(_)));
         assert_eq!(event.event_id, "e\"1é");
         assert_eq!(event.customer_id.as_deref(), Some("ac/me"));
         let Body::Probe(p) = event.body else { panic!() };
-        assert_eq!(p.service, "api\n");
+        assert_eq!(p.service, "apié");
         assert!(!p.success);
         assert_eq!(p.latency_ms, 0.0);
     }
@@ -1237,6 +1295,126 @@ mod tests {
             reason(&with(probe(), "event_id", json!("e".repeat(129)))),
             "field \"event_id\" must be at most 128 characters"
         );
+    }
+
+    /// Every identifier and label value of SPEC §1, with an event that carries it.
+    fn identifier_fields() -> Vec<(&'static str, Value)> {
+        vec![
+            ("event_id", probe()),
+            ("customer_id", probe()),
+            ("segment", probe()),
+            ("probe_id", probe()),
+            ("service", probe()),
+            ("region", probe()),
+            ("ticket_id", ticket()),
+            ("service", ticket()),
+            ("region", ticket()),
+            ("incident_id", incident()),
+            ("service", incident()),
+        ]
+    }
+
+    #[test]
+    fn identifiers_are_1_to_128_characters_without_control_characters() {
+        for (field, event) in identifier_fields() {
+            let kind = event["kind"].clone();
+            assert_eq!(
+                reason(&with(event.clone(), field, json!(""))),
+                format!("field \"{field}\" must not be empty"),
+                "{kind} {field}"
+            );
+            for long in ["x".repeat(129), "é".repeat(129), "😀".repeat(129)] {
+                assert_eq!(
+                    reason(&with(event.clone(), field, json!(long))),
+                    format!("field \"{field}\" must be at most 128 characters"),
+                    "{kind} {field}"
+                );
+            }
+            for ok_value in [
+                "x".repeat(128),
+                "é".repeat(128),
+                "😀".repeat(128),
+                "a b~\u{80}\u{9f}".into(),
+            ] {
+                ok(&with(event.clone(), field, json!(ok_value)));
+            }
+            for (bad, shown) in [
+                ("acme\u{0}x", r#""acme\0x""#),
+                ("zzz\u{0}", r#""zzz\0""#),
+                ("a\tb", r#""a\tb""#),
+                ("a\nb", r#""a\nb""#),
+                ("\u{1f}", r#""\u{1f}""#),
+                ("del\u{7f}", r#""del\u{7f}""#),
+            ] {
+                assert_eq!(
+                    reason(&with(event.clone(), field, json!(bad))),
+                    format!("field \"{field}\" must not contain control characters, got {shown}"),
+                    "{kind} {field}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn control_characters_are_caught_escaped_or_raw() {
+        // DEL may appear raw in JSON; the others only escaped.
+        let doc = "{\"event_id\":\"e\",\"kind\":\"probe\",\"occurred_at\":\"2026-11-02T09:30:00Z\",\
+            \"customer_id\":\"c\u{7f}\",\"probe_id\":\"p\",\"service\":\"s\",\"success\":true,\"latency_ms\":1}";
+        assert_eq!(
+            reason_of(doc.as_bytes()),
+            r#"field "customer_id" must not contain control characters, got "c\u{7f}""#
+        );
+        let doc = br#"{"event_id":"e","kind":"probe","occurred_at":"2026-11-02T09:30:00Z",
+            "customer_id":"acme\u0000x","probe_id":"p","service":"s","success":true,"latency_ms":1}"#;
+        assert_eq!(
+            reason_of(doc),
+            r#"field "customer_id" must not contain control characters, got "acme\0x""#
+        );
+    }
+
+    #[test]
+    fn customer_ids_entries_follow_the_identifier_rule() {
+        let list = |v: Value| with(incident(), "customer_ids", v);
+        assert_eq!(
+            reason(&list(json!(["acme", "x".repeat(129)]))),
+            "field \"customer_ids\" must not contain a string longer than 128 characters"
+        );
+        assert_eq!(
+            reason(&list(json!(["acme", "glo\u{0}bex"]))),
+            r#"field "customer_ids" must not contain control characters, got "glo\0bex""#
+        );
+        let Body::Incident(i) = ok(&list(json!(["x".repeat(128), "é".repeat(128)]))).body else {
+            panic!()
+        };
+        assert_eq!(i.customer_ids.map(|l| l.len()), Some(2));
+    }
+
+    #[test]
+    fn a_probe_without_escapes_still_borrows_every_string() {
+        let bytes = serde_json::to_vec(&with(
+            with(probe(), "segment", json!("enterprise")),
+            "event_id",
+            json!("e".repeat(128)),
+        ))
+        .unwrap();
+        let e = decode(&bytes).unwrap();
+        assert!(matches!(e.event_id, Cow::Borrowed(_)));
+        assert!(matches!(e.customer_id, Some(Cow::Borrowed(_))));
+        assert!(matches!(e.segment, Some(Cow::Borrowed(_))));
+        let Body::Probe(p) = e.body else { panic!() };
+        assert!(matches!(p.probe_id, Cow::Borrowed(_)));
+        assert!(matches!(p.service, Cow::Borrowed(_)));
+        assert!(matches!(p.region, Some(Cow::Borrowed(_))));
+    }
+
+    #[test]
+    fn long_fractions_are_truncated_not_rejected() {
+        let e = ok(&with(
+            probe(),
+            "occurred_at",
+            json!("2026-11-02T02:30:00.123999999999-07:00"),
+        ));
+        assert_eq!(e.occurred_at, T0 + 123);
     }
 
     #[test]

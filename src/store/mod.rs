@@ -20,6 +20,16 @@ pub enum StoreError {
     },
     #[error("state store: corrupt value under key {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// Written by a newer slastream (or not a slastream state): reading it
+    /// with this layout would misread it.
+    #[error(
+        "state at {location} has format version {found}; this slastream reads up to {supported}"
+    )]
+    Version {
+        location: String,
+        found: u32,
+        supported: u32,
+    },
 }
 
 /// Puts and deletes applied all together or not at all.
@@ -57,6 +67,10 @@ pub trait Store: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Reclaims space of deleted keys (compaction).
     fn compact(&self) -> Result<(), StoreError>;
+    /// Where the state lives, for messages (the directory of a RocksDB store).
+    fn location(&self) -> String {
+        "memory".to_string()
+    }
 }
 
 /// The in-memory store: the same contract without durability, for tests.

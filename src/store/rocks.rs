@@ -75,4 +75,8 @@ impl Store for RocksStore {
         self.db.compact_range::<&[u8], &[u8]>(None, None);
         Ok(())
     }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
 }

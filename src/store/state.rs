@@ -1,13 +1,17 @@
 //! The engine's state in the store: key layout, encoding of what changed into
 //! one `Batch`, and restoring an engine from a store.
 //!
-//! Key layout (first byte = table):
+//! Key layout (first byte = table). Every variable-length part of a key
+//! made of several parts is length-prefixed (u32 BE), so any bytes in an id
+//! round-trip; a key of one id holds it whole after the table byte.
+//! - `v`                      format version of this layout (u32 BE)
 //! - `w`                      watermark (i64 BE)
 //! - `d` + hash (16 B)        dedup: `occurred_at` (i64 BE) of a processed event id
 //! - `c` + customer id        seen customer (not in the registry)
 //! - `t` + ticket id          the ticket's events
 //! - `i` + incident id        the incident's events
-//! - `b` + slo \0 customer \0 bucket start (i64 BE)   probe-SLO counts
+//! - `b` + len slo + slo + len customer + customer + bucket start (i64 BE):
+//!   probe-SLO counts
 //! - `x`                      run-time exclusions and audit log
 //! - `o` + source             input position: `kafka/<topic>/<partition>` → next offset (i64 BE)
 //! - `a` + fingerprint         alert episode (labels, status, targets owed)
@@ -16,6 +20,12 @@
 //!
 //! Clock contributions and downtime are derived: `restore` recomputes them
 //! from the stored events, so they can never disagree with them.
+//!
+//! Format versions: 1 is the layout without a `v` key, whose bucket keys
+//! joined their parts with `\0` (so a customer id holding `\0` could not be
+//! read back); 2 is the current one. `restore` writes the version into an
+//! empty store, migrates a version 1 store in one atomic batch, and refuses a
+//! version it does not know.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +38,13 @@ use crate::engine::{AuditEntry, Engine, RuntimeExclusion};
 
 const WATERMARK: &[u8] = b"w";
 const EXCLUSIONS: &[u8] = b"x";
+const VERSION: &[u8] = b"v";
+/// Bucket keys of version 1 that could not be read unambiguously, kept (key
+/// without its `b`, value as it was) rather than dropped.
+const UNREADABLE_V1: u8 = b'z';
+
+/// The format version this code writes and reads.
+pub const FORMAT_VERSION: u32 = 2;
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     // Encoding plain data into a Vec cannot fail.
@@ -50,15 +67,135 @@ fn key(table: u8, rest: &[u8]) -> Vec<u8> {
     k
 }
 
+fn push_part(k: &mut Vec<u8>, part: &[u8]) {
+    // An id longer than 4 GiB cannot reach here (events are at most 64 KiB,
+    // configuration strings are far smaller).
+    k.extend_from_slice(&(part.len() as u32).to_be_bytes());
+    k.extend_from_slice(part);
+}
+
+/// Splits a length-prefixed part off the front of `rest`.
+fn take_part<'k>(rest: &mut &'k [u8]) -> Option<&'k [u8]> {
+    let len: [u8; 4] = rest.get(..4)?.try_into().ok()?;
+    let len = u32::from_be_bytes(len) as usize;
+    let part = rest.get(4..4 + len)?;
+    *rest = &rest[4 + len..];
+    Some(part)
+}
+
 fn bucket_key(slo: &str, customer: &str, start: i64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(3 + slo.len() + customer.len() + 8);
+    let mut k = Vec::with_capacity(1 + 4 + slo.len() + 4 + customer.len() + 8);
     k.push(b'b');
-    k.extend_from_slice(slo.as_bytes());
-    k.push(0);
-    k.extend_from_slice(customer.as_bytes());
-    k.push(0);
+    push_part(&mut k, slo.as_bytes());
+    push_part(&mut k, customer.as_bytes());
     k.extend_from_slice(&start.to_be_bytes());
     k
+}
+
+/// (slo, customer, start) of a bucket key; `None` unless it is exactly
+/// what `bucket_key` writes.
+fn parse_bucket_key(k: &[u8]) -> Option<(String, String, i64)> {
+    let mut rest = k.strip_prefix(b"b")?;
+    let slo = take_part(&mut rest)?;
+    let customer = take_part(&mut rest)?;
+    let start: [u8; 8] = rest.try_into().ok()?;
+    Some((
+        String::from_utf8(slo.to_vec()).ok()?,
+        String::from_utf8(customer.to_vec()).ok()?,
+        i64::from_be_bytes(start),
+    ))
+}
+
+/// (slo, customer, start) of a version 1 bucket key `b slo \0 customer \0
+/// start`. SLO names never hold `\0` and the start is the last 8 bytes, so
+/// the customer is everything between, `\0`s included; `None` for a key
+/// that does not have this shape.
+fn parse_v1_bucket_key(k: &[u8]) -> Option<(String, String, i64)> {
+    let rest = k.strip_prefix(b"b")?;
+    let split = rest.len().checked_sub(9)?;
+    let (head, tail) = rest.split_at(split);
+    let (&0, start) = tail.split_first()? else {
+        return None;
+    };
+    let sep = head.iter().position(|b| *b == 0)?;
+    let (slo, customer) = (&head[..sep], &head[sep + 1..]);
+    let slo_ok = !slo.is_empty()
+        && slo
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'));
+    if !slo_ok {
+        return None;
+    }
+    Some((
+        String::from_utf8(slo.to_vec()).ok()?,
+        String::from_utf8(customer.to_vec()).ok()?,
+        i64::from_be_bytes(start.try_into().ok()?),
+    ))
+}
+
+/// What `prepare` did to the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prepared {
+    /// The format version the store had (`None`: empty or version 1 without
+    /// a version key, both treated as version 1).
+    pub found: Option<u32>,
+    /// Version 1 bucket keys rewritten in the current layout.
+    pub migrated: usize,
+    /// Version 1 bucket keys that could not be read unambiguously, moved
+    /// under the `z` table (escaped, for the log).
+    pub unreadable: Vec<String>,
+}
+
+/// Brings `store` to [`FORMAT_VERSION`], or refuses it: an empty store gets
+/// the version; a store without one (version 1) has its bucket keys rewritten
+/// and gets the version, all in one atomic batch; a newer or unknown version
+/// is an error, and the store is left as it was.
+pub fn prepare(store: &dyn Store) -> Result<Prepared, StoreError> {
+    let found = match store.get(VERSION)? {
+        None => None,
+        Some(v) => {
+            let arr: [u8; 4] = v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
+                key: "v".into(),
+                reason: format!("format version of {} bytes, expected 4", v.len()),
+            })?;
+            Some(u32::from_be_bytes(arr))
+        }
+    };
+    match found {
+        Some(FORMAT_VERSION) => {
+            return Ok(Prepared {
+                found,
+                ..Prepared::default()
+            })
+        }
+        Some(found) => {
+            return Err(StoreError::Version {
+                location: store.location(),
+                found,
+                supported: FORMAT_VERSION,
+            })
+        }
+        None => {}
+    }
+    let mut b = Batch::default();
+    let mut done = Prepared::default();
+    for (k, v) in store.scan(b"b")? {
+        match parse_v1_bucket_key(&k) {
+            Some((slo, customer, start)) => {
+                b.delete(k);
+                b.put(bucket_key(&slo, &customer, start), v);
+                done.migrated += 1;
+            }
+            None => {
+                done.unreadable.push(k.escape_ascii().to_string());
+                b.put(key(UNREADABLE_V1, &k[1..]), v);
+                b.delete(k);
+            }
+        }
+    }
+    b.put(VERSION.to_vec(), FORMAT_VERSION.to_be_bytes().to_vec());
+    store.write(b)?;
+    Ok(done)
 }
 
 fn i64_of(key: &[u8], v: &[u8]) -> Result<i64, StoreError> {
@@ -240,7 +377,23 @@ pub fn dirty_batch(engine: &mut Engine) -> Batch {
 
 /// Builds an engine for `cfg` from the state in `store`, recomputing every
 /// derived number. Tracks changes from then on.
+///
+/// Runs [`prepare`] first: a store of an older layout is migrated, one of a
+/// newer layout refused.
 pub fn restore(cfg: &Config, store: &dyn Store) -> Result<Engine, StoreError> {
+    let prepared = prepare(store)?;
+    if prepared.migrated > 0 || !prepared.unreadable.is_empty() {
+        tracing::info!(
+            migrated = prepared.migrated,
+            "state migrated to format version {FORMAT_VERSION}"
+        );
+    }
+    for k in &prepared.unreadable {
+        tracing::warn!(
+            key = %k,
+            "state: a bucket key of format version 1 cannot be read; kept under table `z`, not restored"
+        );
+    }
     let mut e = Engine::new(cfg);
     for (k, v) in store.scan(b"c")? {
         let seen: SeenCustomer = decode(&k, &v)?;
@@ -263,22 +416,16 @@ pub fn restore(cfg: &Config, store: &dyn Store) -> Result<Engine, StoreError> {
         e.audit = x.audit;
     }
     for (k, v) in store.scan(b"b")? {
-        let rest = &k[1..];
-        let mut parts = rest.splitn(3, |b| *b == 0);
-        let (Some(slo), Some(cust), Some(start)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let Some((slo, cust, start)) = parse_bucket_key(&k) else {
             return Err(StoreError::Corrupt {
-                key: String::from_utf8_lossy(&k).into_owned(),
+                key: k.escape_ascii().to_string(),
                 reason: "bad bucket key".into(),
             });
         };
-        let slo = String::from_utf8_lossy(slo);
-        let cust = String::from_utf8_lossy(cust);
         let Some(s) = e.slo_index(&slo) else { continue };
         let Some(c) = e.customers.lookup(&cust) else {
             continue;
         };
-        let start = i64_of(&k, start)?;
         let (good, bad): (i64, i64) = decode(&k, &v)?;
         let delta = Counts { good, bad };
         let g = e.customers.get(c).group;
@@ -317,4 +464,265 @@ pub fn exclusions_batch(engine: &mut Engine) -> Batch {
     let mut b = Batch::default();
     b.put(EXCLUSIONS.to_vec(), encode(&x));
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::path::Path;
+
+    use super::*;
+    use crate::engine::customers::Origin;
+    use crate::engine::query::Scope;
+    use crate::model::event::{Body, Event, ProbeBody};
+    use crate::model::time::{parse_rfc3339, MINUTE};
+    use crate::store::{MemStore, RocksStore};
+
+    const CONFIG: &str = r#"
+[[customers]]
+id = "registry\u0000nul"
+segment = "enterprise"
+timezone = "Europe/Berlin"
+
+[[slos]]
+name = "api-availability"
+indicator = "probe_availability"
+objective = 0.99
+window = "30d"
+"#;
+
+    fn cfg() -> Config {
+        crate::config::parse(CONFIG, &[], Path::new(".")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn t0() -> i64 {
+        parse_rfc3339("2026-11-02T09:30:00Z").unwrap()
+    }
+
+    /// Customer ids no event can carry any more, but the registry or a later
+    /// path may: NUL, bytes above ASCII, the longest id, and ids that look like
+    /// a length prefix or the old separator layout.
+    fn odd_ids() -> Vec<String> {
+        vec![
+            "acme\0x".to_string(),
+            "zzz\0".to_string(),
+            "\0".to_string(),
+            "ÿþ\u{ff}\u{10ffff}".to_string(),
+            "é".repeat(128),
+            "\0\0\0\u{4}abcd".to_string(),
+            "api-availability\0acme".to_string(),
+        ]
+    }
+
+    /// A probe built directly, bypassing `decode`'s identifier rule.
+    fn probe<'a>(id: &'a str, customer: &'a str, at: i64, success: bool) -> Event<'a> {
+        Event {
+            event_id: Cow::Borrowed(id),
+            occurred_at: at,
+            customer_id: Some(Cow::Borrowed(customer)),
+            segment: None,
+            timezone: None,
+            body: Body::Probe(ProbeBody {
+                probe_id: Cow::Borrowed("p"),
+                service: Cow::Borrowed("api"),
+                region: None,
+                success,
+                latency_ms: 1.0,
+            }),
+        }
+    }
+
+    fn totals(e: &Engine, customer: &str) -> (f64, f64) {
+        let c = e.customers().lookup(customer).expect("customer restored");
+        let n = e.numbers(
+            0,
+            &Scope::Customer(c),
+            t0() - 10 * MINUTE,
+            t0() + 10 * MINUTE,
+            t0() + 10 * MINUTE,
+        );
+        (n.good, n.bad)
+    }
+
+    #[test]
+    fn bucket_keys_round_trip_any_bytes() {
+        for slo in ["a", "api-availability"] {
+            for customer in odd_ids().iter().map(String::as_str).chain(["", "acme"]) {
+                for start in [i64::MIN, -MINUTE, 0, t0(), i64::MAX] {
+                    let k = bucket_key(slo, customer, start);
+                    assert_eq!(
+                        parse_bucket_key(&k),
+                        Some((slo.to_string(), customer.to_string(), start)),
+                        "{}",
+                        k.escape_ascii()
+                    );
+                }
+            }
+        }
+        assert_eq!(parse_bucket_key(b"b"), None);
+        assert_eq!(parse_bucket_key(b"b\0\0\0\x09short"), None);
+        let mut k = bucket_key("a", "b", 0);
+        k.push(0);
+        assert_eq!(parse_bucket_key(&k), None, "trailing byte");
+    }
+
+    #[test]
+    fn odd_customer_ids_survive_write_and_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in [
+            Box::new(MemStore::default()) as Box<dyn Store>,
+            Box::new(RocksStore::open(dir.path()).unwrap()),
+        ] {
+            let cfg = cfg();
+            let mut e = restore(&cfg, store.as_ref()).unwrap();
+            let mut ids = odd_ids();
+            ids.push("registry\0nul".to_string());
+            for (i, customer) in ids.iter().enumerate() {
+                let good = format!("g{i}");
+                let bad = format!("b{i}");
+                assert_eq!(
+                    e.apply(&probe(&good, customer, t0(), true), t0()),
+                    crate::engine::Applied::Accepted
+                );
+                assert_eq!(
+                    e.apply(&probe(&bad, customer, t0() + MINUTE, false), t0()),
+                    crate::engine::Applied::Accepted
+                );
+            }
+            store.write(dirty_batch(&mut e)).unwrap();
+            let back = restore(&cfg, store.as_ref()).unwrap();
+            for customer in &ids {
+                assert_eq!(totals(&back, customer), (1.0, 1.0), "{customer:?}");
+                assert_eq!(totals(&back, customer), totals(&e, customer));
+            }
+            assert_eq!(back.customers().len(), e.customers().len());
+            // A second start reads the same again.
+            let again = restore(&cfg, store.as_ref()).unwrap();
+            assert_eq!(totals(&again, "acme\0x"), (1.0, 1.0));
+        }
+    }
+
+    fn v1_bucket_key(slo: &[u8], customer: &[u8], start: i64) -> Vec<u8> {
+        let mut k = vec![b'b'];
+        k.extend_from_slice(slo);
+        k.push(0);
+        k.extend_from_slice(customer);
+        k.push(0);
+        k.extend_from_slice(&start.to_be_bytes());
+        k
+    }
+
+    /// A state as the version 1 layout wrote it: seen customers, bucket keys
+    /// joined with `\0` (customer ids with `\0` included), no version key.
+    fn v1_store(store: &dyn Store) {
+        let mut b = Batch::default();
+        for (i, customer) in ["acme", "acme\0x", "zzz\0", "\0"].iter().enumerate() {
+            let seen = SeenCustomer {
+                id: customer.to_string(),
+                segment: "unassigned".into(),
+                timezone: "UTC".into(),
+                origin: Origin {
+                    at: t0(),
+                    event_id: format!("e{i}"),
+                },
+            };
+            b.put(key(b'c', customer.as_bytes()), encode(&seen));
+            let start = crate::model::time::floor_minute(t0());
+            b.put(
+                v1_bucket_key(b"api-availability", customer.as_bytes(), start),
+                encode(&(i as i64 + 1, 1i64)),
+            );
+        }
+        // Keys that cannot be read unambiguously.
+        b.put(b"bgarbage".to_vec(), encode(&(5i64, 5i64)));
+        b.put(
+            v1_bucket_key(b"Bad Name", b"acme", 0),
+            encode(&(5i64, 5i64)),
+        );
+        b.put(WATERMARK.to_vec(), t0().to_be_bytes().to_vec());
+        store.write(b).unwrap();
+    }
+
+    #[test]
+    fn a_version_1_state_is_migrated_in_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in [
+            Box::new(MemStore::default()) as Box<dyn Store>,
+            Box::new(RocksStore::open(dir.path()).unwrap()),
+        ] {
+            v1_store(store.as_ref());
+            let cfg = cfg();
+            let prepared = prepare(store.as_ref()).unwrap();
+            assert_eq!(prepared.found, None);
+            assert_eq!(prepared.migrated, 4);
+            assert_eq!(
+                prepared.unreadable,
+                vec![
+                    "bBad Name\\x00acme\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00".to_string(),
+                    "bgarbage".to_string()
+                ]
+            );
+            assert_eq!(
+                store.get(VERSION).unwrap(),
+                Some(FORMAT_VERSION.to_be_bytes().to_vec())
+            );
+            // Every bucket key is in the new layout; the unreadable ones are kept aside.
+            for (k, _) in store.scan(b"b").unwrap() {
+                assert!(parse_bucket_key(&k).is_some(), "{}", k.escape_ascii());
+            }
+            assert_eq!(store.scan(b"z").unwrap().len(), 2);
+            let e = restore(&cfg, store.as_ref()).unwrap();
+            assert_eq!(totals(&e, "acme"), (1.0, 1.0));
+            assert_eq!(totals(&e, "acme\0x"), (2.0, 1.0));
+            assert_eq!(totals(&e, "zzz\0"), (3.0, 1.0));
+            assert_eq!(totals(&e, "\0"), (4.0, 1.0));
+            // Once migrated, nothing more to do.
+            let again = prepare(store.as_ref()).unwrap();
+            assert_eq!(again.found, Some(FORMAT_VERSION));
+            assert_eq!(again.migrated, 0);
+        }
+    }
+
+    #[test]
+    fn an_empty_store_gets_the_current_version() {
+        let store = MemStore::default();
+        let prepared = prepare(&store).unwrap();
+        assert_eq!((prepared.found, prepared.migrated), (None, 0));
+        assert_eq!(
+            store.get(VERSION).unwrap(),
+            Some(FORMAT_VERSION.to_be_bytes().to_vec())
+        );
+    }
+
+    #[test]
+    fn a_newer_version_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path()).unwrap();
+        let mut b = Batch::default();
+        b.put(VERSION.to_vec(), 7u32.to_be_bytes().to_vec());
+        b.put(
+            v1_bucket_key(b"api-availability", b"acme", 0),
+            encode(&(1i64, 1i64)),
+        );
+        store.write(b).unwrap();
+        let before = store.scan(b"").unwrap();
+        let err = match restore(&cfg(), &store) {
+            Ok(_) => panic!("a newer version was read"),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(
+            err,
+            format!(
+                "state at {} has format version 7; this slastream reads up to {FORMAT_VERSION}",
+                dir.path().display()
+            )
+        );
+        assert_eq!(store.scan(b"").unwrap(), before);
+        // A version value of the wrong size is corruption, not a version.
+        let mem = MemStore::default();
+        let mut b = Batch::default();
+        b.put(VERSION.to_vec(), vec![2]);
+        mem.write(b).unwrap();
+        assert!(matches!(prepare(&mem), Err(StoreError::Corrupt { .. })));
+    }
 }

@@ -8,6 +8,7 @@ mod common;
 mod dashboards;
 mod deploy;
 mod golden;
+mod input;
 mod kafka;
 mod liveness;
 mod metrics;
