@@ -3,6 +3,15 @@
 //! the SRE workbook (and Sloth): error ratios over each lookback recorded from
 //! `slastream_slo_events_total`, then the four SPEC §6 window pairs, with
 //! thresholds scaled to the SLO's window by budget share.
+//!
+//! `slastream_slo_events_total` never decreases while the process runs, so
+//! `rate()` over it is sound: an outcome withdrawn by a later event (cancel,
+//! reopen, priority change, exclusion) stays counted and its replacement is
+//! counted as a new event, and a customer moved to another (segment,
+//! timezone) group stays counted in its old group while its counts appear
+//! in the new one as new events. The recorded ratios thus follow outcomes
+//! as they are processed; the exact, corrected numbers over any window are
+//! those of the API (`/api/v1/compliance`).
 
 use std::fmt::Write;
 

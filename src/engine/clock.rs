@@ -3,6 +3,8 @@
 //! priority or severity whose target applies, and from there the elapsed
 //! business time, the breach instant and the outcome. Pure functions.
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::calendar::BusinessCalendar;
@@ -215,9 +217,12 @@ pub fn incident_timeline(events: &[IncidentEv]) -> Option<IncidentTimeline> {
     let opened = open.at;
     let mut severity = open.severity?;
     let mut listed: Vec<String> = open.customer_ids.clone().unwrap_or_default();
+    // `ever` keeps first-listed order; `seen` makes each membership test
+    // O(1), so an incident naming K customers derives in O(K) per event.
     let mut ever: Vec<String> = Vec::new();
-    for c in &listed {
-        if !ever.contains(c) {
+    let mut seen: HashSet<&str> = HashSet::new();
+    for c in open.customer_ids.as_deref().unwrap_or_default() {
+        if seen.insert(c.as_str()) {
             ever.push(c.clone());
         }
     }
@@ -245,7 +250,7 @@ pub fn incident_timeline(events: &[IncidentEv]) -> Option<IncidentTimeline> {
         if let Some(c) = &e.customer_ids {
             listed = c.clone();
             for c in c {
-                if !ever.contains(c) {
+                if seen.insert(c.as_str()) {
                     ever.push(c.clone());
                 }
             }

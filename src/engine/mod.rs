@@ -13,14 +13,14 @@ pub mod latency;
 pub mod query;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, LimitsConfig};
 use crate::model::calendar::BusinessCalendar;
 use crate::model::event::{Body, Event, IncidentBody, ProbeBody, TicketBody};
 use crate::model::interval::SpanSet;
 use crate::model::slo::{
-    ClockKind, CreditPolicy, Exclusion, Indicator, SloDef, PRIORITIES, SEVERITIES,
+    ClockKind, CreditPolicy, Exclusion, Indicator, Level, SloDef, PRIORITIES, SEVERITIES,
 };
 use crate::model::time::{format_duration, Millis};
 
@@ -28,7 +28,7 @@ use buckets::{Counts, Series};
 use clock::{
     evaluate, incident_timeline, ticket_timeline, ClockRun, IncidentEv, Outcome, TicketEv,
 };
-use customers::{CustomerIdx, Customers, LimitHit, LimitRejections, Named, Origin};
+use customers::{CustomerIdx, Customers, GroupIdx, LimitHit, LimitRejections, Named, Origin};
 use dedup::Dedup;
 
 pub type ItemIdx = u32;
@@ -142,6 +142,37 @@ impl<E> Items<E> {
     }
 }
 
+/// What one ticket or incident contributes to a clock SLO: one outcome per
+/// customer, all under the level (priority or severity) whose target applies.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Contrib {
+    pub level: Level,
+    pub list: Vec<(CustomerIdx, Outcome)>,
+}
+
+/// Whether a clock outcome is a breach at instant `t` (the breaches list).
+pub fn breached_at(o: &Outcome, t: Millis) -> bool {
+    match *o {
+        Outcome::Stopped { good, .. } => !good,
+        Outcome::Running { breach_at } => breach_at.is_some_and(|b| b < t),
+    }
+}
+
+/// Whether a clock outcome is a breach whatever the instant: stopped late.
+fn stopped_bad(o: &Outcome) -> bool {
+    matches!(o, Outcome::Stopped { good: false, .. })
+}
+
+/// `slastream_ticket_sla_breaches_total` as exported so far, per (slo,
+/// group, level): see `Engine::breaches_total`.
+#[derive(Debug, Default)]
+pub struct BreachExport {
+    /// The latest instant the breaches were counted at.
+    pub now: Millis,
+    /// (count at the last export, counter).
+    pub series: BTreeMap<(usize, GroupIdx, Level), (u64, u64)>,
+}
+
 /// Per-SLO state.
 #[derive(Debug, Clone, Default)]
 pub struct SloState {
@@ -150,10 +181,24 @@ pub struct SloState {
     pub by_customer: Vec<Series>,
     /// The same, summed per (segment, timezone) group.
     pub by_group: Vec<Series>,
-    /// Clock SLOs: what each ticket/incident currently contributes, per customer.
-    pub contribs: HashMap<ItemIdx, Vec<(CustomerIdx, Outcome)>>,
+    /// Clock SLOs: what each ticket/incident currently contributes.
+    pub contribs: HashMap<ItemIdx, Contrib>,
     /// Running clocks with a breach instant: (breach_at, item, customer).
     pub pending: BTreeSet<(Millis, ItemIdx, CustomerIdx)>,
+    /// The same per customer, so a one-customer query does not walk them all.
+    pub pending_by_customer: HashMap<CustomerIdx, BTreeSet<(Millis, ItemIdx)>>,
+    /// Counters of SPEC §5 never decrease while the process runs: what a
+    /// later event takes away from a group's counts (an outcome withdrawn
+    /// by a cancel, reopen, priority change or exclusion, or a customer
+    /// moved to another group) is kept here, per group, and added back when
+    /// `slastream_slo_events_total` is exported. A correction is thus
+    /// counted as a new event and never subtracted: the counter equals its
+    /// value at start plus the positive part of every change since.
+    pub withdrawn: Vec<Counts>,
+    /// The same for clocks stopped late (breaches whatever the instant)
+    /// that a later event withdrew or moved, per (group, level), for
+    /// `slastream_ticket_sla_breaches_total`.
+    pub breaches_withdrawn: HashMap<(GroupIdx, Level), u64>,
     /// `incident_availability`: downtime per customer, per incident.
     pub downtime: HashMap<CustomerIdx, BTreeMap<ItemIdx, SpanSet>>,
     pub downtime_by_item: HashMap<ItemIdx, Vec<CustomerIdx>>,
@@ -174,6 +219,29 @@ impl SloState {
             self.by_group.resize_with(i + 1, Series::default);
         }
         &mut self.by_group[i]
+    }
+
+    /// Records that `c` was taken away from group `g`'s counts.
+    fn withdraw(&mut self, g: GroupIdx, c: Counts) {
+        let i = g as usize;
+        if self.withdrawn.len() <= i {
+            self.withdrawn.resize_with(i + 1, Counts::default);
+        }
+        self.withdrawn[i].add(c);
+    }
+
+    /// `slastream_slo_events_total` of group `g`: every count it holds
+    /// (retired by retention included) plus every count withdrawn from it.
+    pub fn events_total(&self, g: GroupIdx) -> Counts {
+        let mut c = self
+            .by_group
+            .get(g as usize)
+            .map(Series::all_time)
+            .unwrap_or_default();
+        if let Some(w) = self.withdrawn.get(g as usize) {
+            c.add(*w);
+        }
+        c
     }
 }
 
@@ -238,6 +306,9 @@ pub struct Engine {
     pub latency: latency::RecentLatency,
     pub(crate) dirty: Dirty,
     track_dirty: bool,
+    /// What `/metrics` exported of the breaches counter (a scrape holds
+    /// the engine for reading only).
+    pub(crate) breach_export: Mutex<BreachExport>,
 }
 
 impl Engine {
@@ -287,6 +358,10 @@ impl Engine {
             latency: latency::RecentLatency::default(),
             dirty: Dirty::default(),
             track_dirty: false,
+            breach_export: Mutex::new(BreachExport {
+                now: Millis::MIN,
+                series: BTreeMap::new(),
+            }),
         }
     }
 
@@ -442,6 +517,7 @@ impl Engine {
                 if self.track_dirty {
                     self.dirty.customers.insert(idx);
                 }
+                self.withdraw_moved(idx, from_group);
                 let to_group = self.customers.get(idx).group;
                 for st in &mut self.slos {
                     let series = st.customer_series(idx).clone();
@@ -460,6 +536,32 @@ impl Engine {
             }
         }
         idx
+    }
+
+    /// Customer `c` leaves group `from`: its counts and breaches there are
+    /// withdrawn (they are counted again in its new group).
+    fn withdraw_moved(&mut self, c: CustomerIdx, from: GroupIdx) {
+        for st in &mut self.slos {
+            let total = st
+                .by_customer
+                .get(c as usize)
+                .map(|s| s.sum(Millis::MIN, Millis::MAX))
+                .unwrap_or_default();
+            if !total.is_zero() {
+                st.withdraw(from, total);
+            }
+            let mut gone: HashMap<Level, u64> = HashMap::new();
+            for contrib in st.contribs.values() {
+                for (x, o) in &contrib.list {
+                    if *x == c && stopped_bad(o) {
+                        *gone.entry(contrib.level).or_default() += 1;
+                    }
+                }
+            }
+            for (level, n) in gone {
+                *st.breaches_withdrawn.entry((from, level)).or_default() += n;
+            }
+        }
     }
 
     fn recompute_items_of(&mut self, c: CustomerIdx) {
@@ -665,43 +767,83 @@ impl Engine {
         self.recompute_incident(item);
     }
 
-    /// Replaces what clock SLO `s` counts for `item` with `new`.
-    fn set_contribs(&mut self, s: usize, item: ItemIdx, new: Vec<(CustomerIdx, Outcome)>) {
+    /// Replaces what clock SLO `s` counts for `item` with `new`. What the
+    /// change takes away from a group's counts or breaches is recorded as
+    /// withdrawn (see `SloState::withdrawn`). Linear in the customers of
+    /// the item.
+    fn set_contribs(&mut self, s: usize, item: ItemIdx, new: Contrib) {
         let st = &mut self.slos[s];
         let old = st.contribs.remove(&item).unwrap_or_default();
         if old == new {
-            if !new.is_empty() {
+            if !new.list.is_empty() {
                 st.contribs.insert(item, new);
             }
             return;
         }
-        for (c, o) in &old {
+        // Net change per group and per (group, level); only its negative
+        // part is withdrawn, so an outcome that merely moves in time (or is
+        // re-derived unchanged) withdraws nothing.
+        let mut events: HashMap<GroupIdx, Counts> = HashMap::new();
+        let mut breaches: HashMap<(GroupIdx, Level), i64> = HashMap::new();
+        for (c, o) in &old.list {
             let g = self.customers.get(*c).group;
             match *o {
                 Outcome::Stopped { at, good, .. } => {
                     st.customer_series(*c).sub(at, Counts::one(good));
                     st.group_series(g).sub(at, Counts::one(good));
+                    events.entry(g).or_default().sub(Counts::one(good));
                 }
                 Outcome::Running { breach_at: Some(b) } => {
                     st.pending.remove(&(b, item, *c));
+                    if let Some(p) = st.pending_by_customer.get_mut(c) {
+                        p.remove(&(b, item));
+                        if p.is_empty() {
+                            st.pending_by_customer.remove(c);
+                        }
+                    }
                 }
                 Outcome::Running { breach_at: None } => {}
             }
+            if stopped_bad(o) {
+                *breaches.entry((g, old.level)).or_default() -= 1;
+            }
         }
-        for (c, o) in &new {
+        for (c, o) in &new.list {
             let g = self.customers.get(*c).group;
             match *o {
                 Outcome::Stopped { at, good, .. } => {
                     st.customer_series(*c).add(at, Counts::one(good));
                     st.group_series(g).add(at, Counts::one(good));
+                    events.entry(g).or_default().add(Counts::one(good));
                 }
                 Outcome::Running { breach_at: Some(b) } => {
                     st.pending.insert((b, item, *c));
+                    st.pending_by_customer
+                        .entry(*c)
+                        .or_default()
+                        .insert((b, item));
                 }
                 Outcome::Running { breach_at: None } => {}
             }
+            if stopped_bad(o) {
+                *breaches.entry((g, new.level)).or_default() += 1;
+            }
         }
-        if !new.is_empty() {
+        for (g, d) in events {
+            let gone = Counts {
+                good: (-d.good).max(0),
+                bad: (-d.bad).max(0),
+            };
+            if !gone.is_zero() {
+                st.withdraw(g, gone);
+            }
+        }
+        for (key, d) in breaches {
+            if d < 0 {
+                *st.breaches_withdrawn.entry(key).or_default() += d.unsigned_abs();
+            }
+        }
+        if !new.list.is_empty() {
             st.contribs.insert(item, new);
         }
     }
@@ -750,7 +892,7 @@ impl Engine {
         for k in 0..self.ticket_slos.len() {
             let s = self.ticket_slos[k];
             let slo = &self.settings.slos[s];
-            let mut new = Vec::new();
+            let mut new = Contrib::default();
             if let Some(tl) = &tl {
                 if let Some(c) = self.customers.lookup(&tl.customer) {
                     let run = if slo.indicator == Indicator::TicketResponse {
@@ -769,7 +911,8 @@ impl Engine {
                     if filter_matches(slo, fields) {
                         let pauses = slo.pausable.then_some(&tl.pauses);
                         if let Some(o) = self.clock_outcome(s, c, run, pauses) {
-                            new.push((c, o));
+                            new.level = run.level;
+                            new.list.push((c, o));
                         }
                     }
                 }
@@ -809,7 +952,7 @@ impl Engine {
                 self.set_downtime(s, item, per_customer);
                 continue;
             }
-            let mut new = Vec::new();
+            let mut new = Contrib::default();
             if let Some(tl) = counted {
                 let run = if slo.indicator == Indicator::IncidentAck {
                     &tl.ack
@@ -824,10 +967,11 @@ impl Engine {
                     }
                 };
                 if filter_matches(slo, fields) {
+                    new.level = run.level;
                     for cid in &tl.customers {
                         if let Some(c) = self.customers.lookup(cid) {
                             if let Some(o) = self.clock_outcome(s, c, run, None) {
-                                new.push((c, o));
+                                new.list.push((c, o));
                             }
                         }
                     }

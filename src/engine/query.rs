@@ -3,12 +3,14 @@
 
 use serde::Serialize;
 
+use std::collections::BTreeMap;
+
 use super::buckets::Counts;
 use super::clock::{elapsed_at, incident_timeline, ticket_timeline, ClockRun, Outcome};
-use super::customers::CustomerIdx;
-use super::{Engine, ItemIdx};
+use super::customers::{CustomerIdx, GroupIdx};
+use super::{breached_at, Contrib, Engine, ItemIdx};
 use crate::model::interval::SpanSet;
-use crate::model::slo::{Indicator, SloDef, SloWindow, PRIORITIES, SEVERITIES};
+use crate::model::slo::{Indicator, Level, SloDef, SloWindow, PRIORITIES, SEVERITIES};
 use crate::model::time::{floor_minute, Millis, MINUTE};
 
 /// Which customers a query covers.
@@ -139,10 +141,18 @@ pub struct OpenClock {
     pub breach_at: Option<Millis>,
 }
 
-struct ClockView {
+/// What every clock of one ticket or incident under one SLO shares: derived
+/// once per item per query, then evaluated per customer.
+struct ItemClock<'a> {
     kind: &'static str,
-    id: String,
+    id: &'a str,
     run: ClockRun,
+    /// The item's pauses, when the SLO is pausable.
+    pauses: Option<SpanSet>,
+}
+
+/// One customer's clock of an `ItemClock`.
+struct ClockView {
     target: Millis,
     removed: SpanSet,
 }
@@ -179,6 +189,27 @@ impl Engine {
                 segment.as_deref().is_none_or(|s| s == &*cust.segment)
                     && timezone.as_deref().is_none_or(|z| z == &*cust.timezone)
             }
+        }
+    }
+
+    /// The customers a scope covers: one customer scope names its customer
+    /// directly, without walking every known customer.
+    fn scope_customers<'a>(
+        &'a self,
+        scope: &'a Scope,
+    ) -> Box<dyn Iterator<Item = CustomerIdx> + 'a> {
+        match scope {
+            Scope::Customer(x) => Box::new(
+                ((*x as usize) < self.customers.len())
+                    .then_some(*x)
+                    .into_iter(),
+            ),
+            Scope::Filter { .. } => Box::new(
+                self.customers
+                    .iter()
+                    .map(|(c, _)| c)
+                    .filter(move |c| self.in_scope(scope, *c)),
+            ),
         }
     }
 
@@ -221,19 +252,29 @@ impl Engine {
         // Running clocks past their breach instant are already bad.
         let upto = to.min(now);
         if from < upto {
-            for (b, _, cust) in st.pending.range((from, 0, 0)..(upto, 0, 0)) {
-                if *b < now && self.in_scope(scope, *cust) {
-                    c.bad += 1;
+            match scope {
+                Scope::Customer(x) => {
+                    if let Some(p) = st.pending_by_customer.get(x) {
+                        for (b, _) in p.range((from, 0)..(upto, 0)) {
+                            if *b < now {
+                                c.bad += 1;
+                            }
+                        }
+                    }
+                }
+                Scope::Filter { .. } => {
+                    for (b, _, cust) in st.pending.range((from, 0, 0)..(upto, 0, 0)) {
+                        if *b < now && self.in_scope(scope, *cust) {
+                            c.bad += 1;
+                        }
+                    }
                 }
             }
         }
         // Exclusions bounded by whole minutes remove probe events at query
         // time (bucket sums are exact for them).
         if self.slo(slo).indicator.is_probe() && self.has_query_time_exclusions() {
-            for (cust, _) in self.customers.iter() {
-                if !self.in_scope(scope, cust) {
-                    continue;
-                }
+            for cust in self.scope_customers(scope) {
                 let spans = self.query_time_exclusion_spans(slo, cust);
                 if spans.is_empty() {
                     continue;
@@ -263,10 +304,7 @@ impl Engine {
         }
         let st = &self.slos[slo];
         let (mut total, mut bad, mut excluded) = (0i64, 0i64, 0i64);
-        for (c, _) in self.customers.iter() {
-            if !self.in_scope(scope, c) {
-                continue;
-            }
+        for c in self.scope_customers(scope) {
             let excl = self.exclusion_spans(slo, c).clip(from, to);
             let ex = excl.measure();
             total += (to - from) - ex;
@@ -344,7 +382,8 @@ impl Engine {
         }
     }
 
-    /// Every ticket / incident clock whose current outcome is a breach.
+    /// Every ticket / incident clock whose current outcome is a breach. Each
+    /// item's timeline is derived once, whatever the number of its customers.
     pub fn breaches(
         &self,
         slo_filter: Option<usize>,
@@ -357,11 +396,9 @@ impl Engine {
                 continue;
             }
             let def = self.slo(s);
-            let mut items: Vec<(&ItemIdx, &Vec<(CustomerIdx, Outcome)>)> =
-                st.contribs.iter().collect();
-            items.sort_by_key(|(i, _)| **i);
-            for (item, list) in items {
-                for (c, o) in list {
+            for (item, contrib) in sorted_items(&st.contribs) {
+                let mut shared: Option<Option<ItemClock>> = None;
+                for (c, o) in &contrib.list {
                     if customer.is_some_and(|x| x != *c) {
                         continue;
                     }
@@ -374,8 +411,10 @@ impl Engine {
                         Outcome::Running { breach_at: Some(b) } if b < now => (b, None),
                         _ => continue,
                     };
-                    if let Some(b) =
-                        self.breach_entry(s, def, *item, *c, breached_at, stopped_at, now)
+                    let Some(ic) = shared.get_or_insert_with(|| self.item_clock(def, item)) else {
+                        break;
+                    };
+                    if let Some(b) = self.breach_entry(s, def, ic, *c, breached_at, stopped_at, now)
                     {
                         out.push(b);
                     }
@@ -393,9 +432,62 @@ impl Engine {
         out
     }
 
+    /// The number of entries of `breaches(None, None, now)` per (slo, group,
+    /// level), without building them: what `/metrics` exports.
+    pub fn breach_counts(&self, now: Millis) -> BTreeMap<(usize, GroupIdx, Level), u64> {
+        let mut out = BTreeMap::new();
+        for (s, st) in self.slos.iter().enumerate() {
+            for contrib in st.contribs.values() {
+                for (c, o) in &contrib.list {
+                    if breached_at(o, now) {
+                        let g = self.customers.get(*c).group;
+                        *out.entry((s, g, contrib.level)).or_default() += 1;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `slastream_ticket_sla_breaches_total` per (slo, group, level) at
+    /// `now`: a counter that never decreases while the process runs. Whether
+    /// a running clock is breached depends on the instant, so the counter
+    /// follows the breaches list from scrape to scrape: it starts at the
+    /// list's size and adds every increase of the list (plus the clocks
+    /// stopped late that events withdrew or moved since, which stay
+    /// counted), never a decrease. A running breached clock withdrawn and
+    /// another one breached between two scrapes, under the same labels,
+    /// offset each other.
+    pub fn breaches_total(&self, now: Millis) -> BTreeMap<(usize, GroupIdx, Level), u64> {
+        let mut ex = self.breach_export.lock().unwrap_or_else(|e| e.into_inner());
+        // A scrape answered late at an earlier instant must not count the
+        // clocks breached in between twice.
+        ex.now = ex.now.max(now);
+        let mut current = self.breach_counts(ex.now);
+        for (s, st) in self.slos.iter().enumerate() {
+            for ((g, level), n) in &st.breaches_withdrawn {
+                *current.entry((s, *g, *level)).or_default() += n;
+            }
+        }
+        for (key, (last, total)) in ex.series.iter_mut() {
+            let v = current.remove(key).unwrap_or(0);
+            *total += v.saturating_sub(*last);
+            *last = v;
+        }
+        for (key, v) in current {
+            ex.series.insert(key, (v, v));
+        }
+        ex.series
+            .iter()
+            .map(|(k, (_, total))| (*k, *total))
+            .collect()
+    }
+
     /// Every running ticket / incident clock with its state at `now`:
     /// breached (target passed), paused (a pause or exclusion covers now),
     /// at risk (elapsed ≥ `warn_at` × target) or on track, in that order.
+    /// Each item's timeline is derived once, whatever the number of its
+    /// customers.
     pub fn open_clocks(&self, now: Millis, warn_at: f64) -> Vec<OpenClock> {
         let mut out = Vec::new();
         for (s, st) in self.slos.iter().enumerate() {
@@ -403,18 +495,20 @@ impl Engine {
             if !(def.indicator.is_ticket() || def.indicator.is_incident_clock()) {
                 continue;
             }
-            let mut items: Vec<(&ItemIdx, &Vec<(CustomerIdx, Outcome)>)> =
-                st.contribs.iter().collect();
-            items.sort_by_key(|(i, _)| **i);
-            for (item, list) in items {
-                for (c, o) in list {
+            for (item, contrib) in sorted_items(&st.contribs) {
+                let mut shared: Option<Option<ItemClock>> = None;
+                for (c, o) in &contrib.list {
                     let Outcome::Running { breach_at } = *o else {
                         continue;
                     };
-                    let Some(v) = self.clock_view(s, def, *item, *c) else {
+                    let Some(ic) = shared.get_or_insert_with(|| self.item_clock(def, item)) else {
+                        break;
+                    };
+                    let Some(v) = self.clock_view(s, def, ic, *c) else {
                         continue;
                     };
-                    let elapsed = elapsed_at(&v.run, &v.removed, self.clock_calendar(def, *c), now);
+                    let elapsed =
+                        elapsed_at(&ic.run, &v.removed, self.clock_calendar(def, *c), now);
                     let state = if breach_at.is_some_and(|b| b < now) || elapsed > v.target {
                         ClockState::Breached
                     } else if v.removed.contains(now) {
@@ -424,21 +518,16 @@ impl Engine {
                     } else {
                         ClockState::OnTrack
                     };
-                    let ticket = v.kind == "ticket";
                     out.push(OpenClock {
                         slo: s,
-                        kind: v.kind,
-                        id: v.id,
+                        kind: ic.kind,
+                        id: ic.id.to_string(),
                         customer: *c,
-                        level: if ticket {
-                            PRIORITIES[v.run.level as usize]
-                        } else {
-                            SEVERITIES[v.run.level as usize]
-                        },
+                        level: level_name(ic, ic.run.level),
                         state,
                         elapsed,
                         target: v.target,
-                        started_at: v.run.start,
+                        started_at: ic.run.start,
                         breach_at,
                     });
                 }
@@ -447,16 +536,9 @@ impl Engine {
         out
     }
 
-    /// A clock's run, target and removed spans, for an item and customer.
-    fn clock_view(
-        &self,
-        s: usize,
-        def: &SloDef,
-        item: ItemIdx,
-        c: CustomerIdx,
-    ) -> Option<ClockView> {
-        let cust = self.customers.get(c);
-        let (kind, id, run, pauses) = if def.indicator.is_ticket() {
+    /// The clock of SLO `def` that an item runs (shared by its customers).
+    fn item_clock(&self, def: &SloDef, item: ItemIdx) -> Option<ItemClock<'_>> {
+        if def.indicator.is_ticket() {
             let it = &self.tickets.list[item as usize];
             let tl = ticket_timeline(&it.events)?;
             let run = if def.indicator == Indicator::TicketResponse {
@@ -464,12 +546,12 @@ impl Engine {
             } else {
                 tl.resolution
             };
-            (
-                "ticket",
-                it.id.clone(),
+            Some(ItemClock {
+                kind: "ticket",
+                id: &it.id,
                 run,
-                def.pausable.then_some(tl.pauses),
-            )
+                pauses: def.pausable.then_some(tl.pauses),
+            })
         } else {
             let it = &self.incidents.list[item as usize];
             let tl = incident_timeline(&it.events)?;
@@ -478,17 +560,27 @@ impl Engine {
             } else {
                 tl.resolution
             };
-            ("incident", it.id.clone(), run, None)
-        };
-        let target = def.target_for(&cust.segment, run.level)?;
-        let removed = self.removed_spans(s, c, pauses.as_ref());
-        Some(ClockView {
-            kind,
-            id,
-            run,
-            target,
-            removed,
-        })
+            Some(ItemClock {
+                kind: "incident",
+                id: &it.id,
+                run,
+                pauses: None,
+            })
+        }
+    }
+
+    /// A clock's target and removed spans, for an item's clock and a customer.
+    fn clock_view(
+        &self,
+        s: usize,
+        def: &SloDef,
+        ic: &ItemClock<'_>,
+        c: CustomerIdx,
+    ) -> Option<ClockView> {
+        let cust = self.customers.get(c);
+        let target = def.target_for(&cust.segment, ic.run.level)?;
+        let removed = self.removed_spans(s, c, ic.pauses.as_ref());
+        Some(ClockView { target, removed })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -496,36 +588,30 @@ impl Engine {
         &self,
         s: usize,
         def: &SloDef,
-        item: ItemIdx,
+        ic: &ItemClock<'_>,
         c: CustomerIdx,
         breached_at: Millis,
         stopped_at: Option<Millis>,
         now: Millis,
     ) -> Option<Breach> {
         let cust = self.customers.get(c);
-        let ClockView {
-            kind,
-            id,
-            run,
-            target,
-            removed,
-        } = self.clock_view(s, def, item, c)?;
+        let ClockView { target, removed } = self.clock_view(s, def, ic, c)?;
         let elapsed = elapsed_at(
-            &run,
+            &ic.run,
             &removed,
             self.clock_calendar(def, c),
             stopped_at.unwrap_or(now),
         );
-        let ticket = kind == "ticket";
+        let ticket = ic.kind == "ticket";
         Some(Breach {
             slo: def.name.clone(),
-            kind,
-            id,
+            kind: ic.kind,
+            id: ic.id.to_string(),
             customer: cust.id.to_string(),
             segment: cust.segment.to_string(),
             timezone: cust.timezone.to_string(),
-            priority: ticket.then(|| PRIORITIES[run.level as usize]),
-            severity: (!ticket).then(|| SEVERITIES[run.level as usize]),
+            priority: ticket.then(|| PRIORITIES[ic.run.level as usize]),
+            severity: (!ticket).then(|| SEVERITIES[ic.run.level as usize]),
             target_seconds: target as f64 / 1000.0,
             elapsed_seconds: elapsed as f64 / 1000.0,
             breached_at,
@@ -542,5 +628,23 @@ impl Engine {
             .filter(|p| &p.slo == name)
             .map(|p| p.credit(attainment))
             .fold(0.0, f64::max)
+    }
+}
+
+/// The items of a clock SLO in item order (a stable output order).
+fn sorted_items(
+    contribs: &std::collections::HashMap<ItemIdx, Contrib>,
+) -> Vec<(ItemIdx, &Contrib)> {
+    let mut items: Vec<(ItemIdx, &Contrib)> = contribs.iter().map(|(i, c)| (*i, c)).collect();
+    items.sort_unstable_by_key(|(i, _)| *i);
+    items
+}
+
+/// `P1`.. for a ticket, `SEV1`.. for an incident.
+fn level_name(ic: &ItemClock<'_>, level: Level) -> &'static str {
+    if ic.kind == "ticket" {
+        PRIORITIES[level as usize]
+    } else {
+        SEVERITIES[level as usize]
     }
 }

@@ -17,9 +17,9 @@ use prometheus::{
 };
 
 use crate::engine::customers::zone_of;
-use crate::engine::query::{ClockState, Scope};
+use crate::engine::query::{ClockState, Numbers, Scope};
 use crate::engine::Engine;
-use crate::model::slo::SloWindow;
+use crate::model::slo::{SloWindow, PRIORITIES, SEVERITIES};
 use crate::model::time::{format_duration, Millis, DAY, HOUR, MINUTE};
 
 /// The burn-rate lookbacks of SPEC §5, with their labels.
@@ -263,12 +263,7 @@ fn slo_metrics(r: &Registry, engine: &Engine, now: Millis, opts: &ExportOptions)
             if opts.per_customer {
                 l.push("");
             }
-            attainment
-                .with_label_values(&l)
-                .set(n.attainment.unwrap_or(1.0));
-            budget
-                .with_label_values(&l)
-                .set(n.budget_remaining.unwrap_or(1.0));
+            set_ratios(&attainment, &budget, &l, &n);
             for (name, len) in LOOKBACKS {
                 let mut bl = vec![&*def.name, &*group.segment, &*group.timezone, name];
                 if opts.per_customer {
@@ -277,11 +272,9 @@ fn slo_metrics(r: &Registry, engine: &Engine, now: Millis, opts: &ExportOptions)
                 burn.with_label_values(&bl)
                     .set(engine.burn_rate(s, &scope, len, now));
             }
-            let c = engine.slos[s]
-                .by_group
-                .get(g)
-                .map(|series| series.all_time())
-                .unwrap_or_default();
+            // Never decreases: withdrawn outcomes stay counted (see
+            // `SloState::withdrawn`).
+            let c = engine.slos[s].events_total(g as u32);
             let el = [&*def.name, &*group.segment, &*group.timezone];
             events
                 .with_label_values(&[el[0], el[1], el[2], "good"])
@@ -303,12 +296,7 @@ fn slo_metrics(r: &Registry, engine: &Engine, now: Millis, opts: &ExportOptions)
                     &*window,
                     &*cust.id,
                 ];
-                attainment
-                    .with_label_values(&l)
-                    .set(n.attainment.unwrap_or(1.0));
-                budget
-                    .with_label_values(&l)
-                    .set(n.budget_remaining.unwrap_or(1.0));
+                set_ratios(&attainment, &budget, &l, &n);
                 for (name, len) in LOOKBACKS {
                     burn.with_label_values(&[
                         &*def.name,
@@ -321,6 +309,17 @@ fn slo_metrics(r: &Registry, engine: &Engine, now: Millis, opts: &ExportOptions)
                 }
             }
         }
+    }
+}
+
+/// Attainment and budget remaining of one scope; a scope with no data
+/// (status `no_data`) has neither, so its series are left out rather than
+/// shown as a perfect 1.
+fn set_ratios(attainment: &GaugeVec, budget: &GaugeVec, labels: &[&str], n: &Numbers) {
+    let Some(a) = n.attainment else { return };
+    attainment.with_label_values(labels).set(a);
+    if let Some(b) = n.budget_remaining {
+        budget.with_label_values(labels).set(b);
     }
 }
 
@@ -361,16 +360,17 @@ fn ticket_metrics(r: &Registry, engine: &Engine, now: Millis, opts: &ExportOptio
             }
         }
     }
-    let mut count: BTreeMap<(String, String, String, String), u64> = BTreeMap::new();
-    for b in engine.breaches(None, None, now) {
-        let level = b.priority.or(b.severity).unwrap_or("").to_string();
-        *count
-            .entry((b.slo, b.segment, b.timezone, level))
-            .or_default() += 1;
-    }
-    for ((slo, seg, tz, level), n) in count {
+    // Never decreases (see `Engine::breaches_total`).
+    for ((s, g, level), n) in engine.breaches_total(now) {
+        let def = engine.slo(s);
+        let group = engine.customers.group(g);
+        let level = if def.indicator.is_ticket() {
+            PRIORITIES[level as usize]
+        } else {
+            SEVERITIES[level as usize]
+        };
         breaches
-            .with_label_values(&[&slo, &seg, &tz, &level])
+            .with_label_values(&[&*def.name, &*group.segment, &*group.timezone, level])
             .inc_by(n as f64);
     }
 }
@@ -439,5 +439,307 @@ fn ingest_metrics(r: &Registry, engine: &Engine, opts: &ExportOptions) {
             g.with_label_values(&[&topic, &partition.to_string()])
                 .set(l as f64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::event::decode;
+    use crate::model::time::parse_rfc3339;
+
+    const CONFIG: &str = r#"
+[ingest]
+max_lateness = "7d"
+
+[[customers]]
+id = "acme"
+segment = "enterprise"
+timezone = "Europe/Berlin"
+
+[[slos]]
+name = "response"
+indicator = "ticket_response"
+objective = 0.9
+window = "30d"
+clock = "24x7"
+targets = { P1 = "1h", P2 = "4h", P3 = "8h", P4 = "16h" }
+
+[[slos]]
+name = "resolution"
+indicator = "ticket_resolution"
+objective = 0.9
+window = "30d"
+clock = "24x7"
+targets = { P1 = "4h", P2 = "1d", P3 = "3d", P4 = "5d" }
+
+[[slos]]
+name = "api"
+indicator = "probe_availability"
+objective = 0.99
+window = "30d"
+"#;
+
+    fn t(s: &str) -> Millis {
+        parse_rfc3339(s).expect("test timestamp")
+    }
+
+    /// The wall clock of every apply: after every event of these tests.
+    fn wall() -> Millis {
+        t("2026-11-03T00:00:00Z")
+    }
+
+    fn engine() -> Engine {
+        let cfg = crate::config::parse(CONFIG, &[], std::path::Path::new("."))
+            .expect("test config is valid");
+        Engine::new(&cfg)
+    }
+
+    fn feed(e: &mut Engine, line: &str) {
+        let ev = decode(line.as_bytes()).unwrap_or_else(|err| panic!("{line}: {err}"));
+        assert_eq!(
+            e.apply(&ev, wall()),
+            crate::engine::Applied::Accepted,
+            "{line}"
+        );
+    }
+
+    fn ticket(e: &mut Engine, id: &str, at: &str, ticket: &str, action: &str, extra: &str) {
+        feed(
+            e,
+            &format!(
+                r#"{{"event_id":"{id}","kind":"ticket","occurred_at":"{at}","customer_id":"acme","ticket_id":"{ticket}","action":"{action}"{extra}}}"#
+            ),
+        );
+    }
+
+    /// Every series of a counter family (`…_total`) in the exposition.
+    fn counters(text: &str) -> BTreeMap<String, f64> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                let name = k.split('{').next()?;
+                if !name.ends_with("_total") {
+                    return None;
+                }
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Renders at `now` and checks that no counter series went down (or
+    /// vanished) since `before`; returns the new counters.
+    fn render_monotonic(
+        e: &Engine,
+        now: &str,
+        before: &BTreeMap<String, f64>,
+        step: &str,
+    ) -> BTreeMap<String, f64> {
+        let after = counters(&render(e, t(now), &ExportOptions::default()));
+        for (k, v) in before {
+            let got = after.get(k).copied();
+            assert!(
+                got.is_some_and(|g| g >= *v),
+                "{step}: {k} went from {v} to {got:?}"
+            );
+        }
+        after
+    }
+
+    fn value(m: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+        m.iter()
+            .filter(|(k, _)| k.starts_with(&format!("{name}{{")))
+            .filter(|(k, _)| {
+                labels
+                    .iter()
+                    .all(|(l, v)| k.contains(&format!("{l}=\"{v}\"")))
+            })
+            .map(|(_, v)| *v)
+            .sum()
+    }
+
+    #[test]
+    fn counters_never_decrease_when_outcomes_are_withdrawn() {
+        let mut e = engine();
+        let mut m = BTreeMap::new();
+        let bad_response = [("slo", "response"), ("outcome", "bad")];
+        let breach_response = [("slo", "response"), ("priority", "P1")];
+
+        // A P1 answered after 3h: a breached response.
+        ticket(
+            &mut e,
+            "1",
+            "2026-11-02T10:00:00Z",
+            "T1",
+            "opened",
+            r#","priority":"P1""#,
+        );
+        ticket(&mut e, "2", "2026-11-02T13:00:00Z", "T1", "responded", "");
+        m = render_monotonic(&e, "2026-11-02T14:00:00Z", &m, "responded late");
+        assert_eq!(value(&m, "slastream_slo_events_total", &bad_response), 1.0);
+        assert_eq!(
+            value(&m, "slastream_ticket_sla_breaches_total", &breach_response),
+            1.0
+        );
+
+        // Canceled: the outcome leaves every SLA, the counters keep it.
+        ticket(&mut e, "3", "2026-11-02T14:00:00Z", "T1", "canceled", "");
+        assert!(e.breaches(None, None, t("2026-11-02T15:00:00Z")).is_empty());
+        m = render_monotonic(&e, "2026-11-02T15:00:00Z", &m, "canceled");
+        assert_eq!(value(&m, "slastream_slo_events_total", &bad_response), 1.0);
+        assert_eq!(
+            value(&m, "slastream_ticket_sla_breaches_total", &breach_response),
+            1.0
+        );
+
+        // Resolved in time (good), then reopened (withdrawn), then resolved
+        // late (bad): good stays counted, bad is added.
+        let good_resolution = [("slo", "resolution"), ("outcome", "good")];
+        let bad_resolution = [("slo", "resolution"), ("outcome", "bad")];
+        ticket(
+            &mut e,
+            "4",
+            "2026-11-02T10:00:00Z",
+            "T2",
+            "opened",
+            r#","priority":"P1""#,
+        );
+        ticket(&mut e, "5", "2026-11-02T10:10:00Z", "T2", "responded", "");
+        ticket(&mut e, "6", "2026-11-02T11:00:00Z", "T2", "resolved", "");
+        m = render_monotonic(&e, "2026-11-02T15:30:00Z", &m, "resolved");
+        assert_eq!(
+            value(&m, "slastream_slo_events_total", &good_resolution),
+            1.0
+        );
+        ticket(&mut e, "7", "2026-11-02T12:00:00Z", "T2", "reopened", "");
+        m = render_monotonic(&e, "2026-11-02T15:40:00Z", &m, "reopened");
+        assert_eq!(
+            value(&m, "slastream_slo_events_total", &good_resolution),
+            1.0
+        );
+        ticket(&mut e, "8", "2026-11-02T20:00:00Z", "T2", "resolved", "");
+        m = render_monotonic(&e, "2026-11-02T21:00:00Z", &m, "resolved late");
+        assert_eq!(
+            value(&m, "slastream_slo_events_total", &good_resolution),
+            1.0
+        );
+        assert_eq!(
+            value(&m, "slastream_slo_events_total", &bad_resolution),
+            1.0
+        );
+
+        // A running clock passes its target as time passes (no event), then
+        // its priority is lowered so it is no longer breached: the breach
+        // moves to the new priority's series and stays counted under P1.
+        ticket(
+            &mut e,
+            "9",
+            "2026-11-02T21:00:00Z",
+            "T3",
+            "opened",
+            r#","priority":"P1""#,
+        );
+        m = render_monotonic(&e, "2026-11-02T21:30:00Z", &m, "open, on track");
+        assert_eq!(
+            value(&m, "slastream_ticket_sla_breaches_total", &breach_response),
+            1.0
+        );
+        m = render_monotonic(&e, "2026-11-02T22:30:00Z", &m, "open, breached");
+        assert_eq!(
+            value(&m, "slastream_ticket_sla_breaches_total", &breach_response),
+            2.0
+        );
+        ticket(
+            &mut e,
+            "10",
+            "2026-11-02T22:40:00Z",
+            "T3",
+            "priority_changed",
+            r#","priority":"P4""#,
+        );
+        m = render_monotonic(&e, "2026-11-02T22:50:00Z", &m, "priority lowered");
+        assert_eq!(
+            value(&m, "slastream_ticket_sla_breaches_total", &breach_response),
+            2.0
+        );
+        ticket(&mut e, "11", "2026-11-02T22:55:00Z", "T3", "canceled", "");
+        render_monotonic(&e, "2026-11-02T23:00:00Z", &m, "canceled while running");
+    }
+
+    #[test]
+    fn counters_never_decrease_when_a_customer_moves_group() {
+        let mut e = engine();
+        let probe = |id: &str, at: &str, segment: &str, success: bool| {
+            format!(
+                r#"{{"event_id":"{id}","kind":"probe","occurred_at":"{at}","customer_id":"zed","segment":"{segment}","timezone":"UTC","probe_id":"p","service":"api","success":{success},"latency_ms":5}}"#
+            )
+        };
+        feed(&mut e, &probe("p1", "2026-11-02T12:00:00Z", "gold", true));
+        feed(&mut e, &probe("p2", "2026-11-02T12:01:00Z", "gold", false));
+        feed(
+            &mut e,
+            r#"{"event_id":"t1","kind":"ticket","occurred_at":"2026-11-02T12:02:00Z","customer_id":"zed","ticket_id":"Z","action":"opened","priority":"P1"}"#,
+        );
+        let gold = [("slo", "api"), ("segment", "gold")];
+        let m = render_monotonic(&e, "2026-11-02T14:00:00Z", &BTreeMap::new(), "gold");
+        assert_eq!(value(&m, "slastream_slo_events_total", &gold), 2.0);
+        assert_eq!(
+            value(
+                &m,
+                "slastream_ticket_sla_breaches_total",
+                &[("slo", "response"), ("segment", "gold")]
+            ),
+            1.0
+        );
+        // An earlier event settles zed in segment silver: its counts and its
+        // breach move there, and stay counted in gold.
+        feed(&mut e, &probe("p0", "2026-11-02T11:00:00Z", "silver", true));
+        let m = render_monotonic(&e, "2026-11-02T14:10:00Z", &m, "moved");
+        assert_eq!(value(&m, "slastream_slo_events_total", &gold), 2.0);
+        assert_eq!(
+            value(
+                &m,
+                "slastream_slo_events_total",
+                &[("slo", "api"), ("segment", "silver")]
+            ),
+            3.0
+        );
+        assert_eq!(
+            value(
+                &m,
+                "slastream_ticket_sla_breaches_total",
+                &[("slo", "response"), ("segment", "silver")]
+            ),
+            1.0
+        );
+    }
+
+    #[test]
+    fn groups_without_data_have_no_ratios() {
+        let mut e = engine();
+        feed(
+            &mut e,
+            r#"{"event_id":"p1","kind":"probe","occurred_at":"2026-11-02T12:00:00Z","customer_id":"zed","segment":"gold","timezone":"UTC","probe_id":"p","service":"api","success":true,"latency_ms":5}"#,
+        );
+        let text = render(&e, t("2026-11-02T12:30:00Z"), &ExportOptions::default());
+        let has = |name: &str, slo: &str, segment: &str| {
+            text.lines().any(|l| {
+                l.starts_with(&format!("{name}{{"))
+                    && l.contains(&format!("slo=\"{slo}\""))
+                    && l.contains(&format!("segment=\"{segment}\""))
+            })
+        };
+        for name in [
+            "slastream_slo_attainment_ratio",
+            "slastream_slo_error_budget_remaining_ratio",
+        ] {
+            assert!(has(name, "api", "gold"), "{name} of a group with data");
+            // acme (enterprise) sent nothing; no ticket anywhere.
+            assert!(!has(name, "api", "enterprise"), "{name}: {text}");
+            assert!(!has(name, "response", "gold"), "{name}: {text}");
+        }
+        // Burn rates stay (0 when there is no data, SPEC §3).
+        assert!(has("slastream_slo_burn_rate", "api", "enterprise"));
     }
 }

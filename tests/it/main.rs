@@ -3,6 +3,7 @@
 
 mod alerts;
 mod api;
+mod bigincident;
 mod cli;
 mod common;
 mod dashboards;
