@@ -310,10 +310,12 @@ pub fn exhaustion_forecast(
         }
         SloWindow::Rolling(_) => ms <= cfg.forecast_horizon as f64,
     };
+    // Rounded to the millisecond: the floating point of the formula must
+    // not put the instant a millisecond early.
     due.then(|| {
         (
             secs,
-            now.saturating_add(ms.min(i64::MAX as f64 / 2.0) as Millis),
+            now.saturating_add(ms.round().min(i64::MAX as f64 / 2.0) as Millis),
         )
     })
 }
