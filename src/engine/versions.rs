@@ -211,12 +211,14 @@ mod tests {
             objective: 0.97,
             ..slo("")
         };
-        assert!(diff_definitions(&[before.clone()], &[edited], start(), 1)[0].retroactive);
+        assert!(
+            diff_definitions(std::slice::from_ref(&before), &[edited], start(), 1)[0].retroactive
+        );
         let described = SloDef {
             description: "new words".into(),
             ..slo("")
         };
-        let d = diff_definitions(&[before.clone()], &[described], start(), 1);
+        let d = diff_definitions(std::slice::from_ref(&before), &[described], start(), 1);
         assert!(!d[0].retroactive);
         assert!(d[0].describe().contains("(description)"));
         // Keys without history make a different SLO.
