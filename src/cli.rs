@@ -72,6 +72,10 @@ pub enum Command {
     CheckConfig {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Also list how the SLO definitions differ from those this state
+        /// directory last ran with (read only: nothing is changed).
+        #[arg(long)]
+        state: Option<PathBuf>,
     },
     /// Print Prometheus recording and alerting rules (YAML).
     Rules {

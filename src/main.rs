@@ -105,7 +105,7 @@ fn main() -> ExitCode {
 async fn command(cli: Cli, token: CancellationToken) -> ExitCode {
     {
         let result = match cli.command {
-            Command::CheckConfig { config } => match load_config(config) {
+            Command::CheckConfig { config, state } => match load_config(config) {
                 Ok(cfg) => {
                     println!(
                         "configuration OK: {} customers, {} calendars, {} SLOs, {} exclusions",
@@ -114,7 +114,10 @@ async fn command(cli: Cli, token: CancellationToken) -> ExitCode {
                         cfg.slos.len(),
                         cfg.exclusions.len()
                     );
-                    Ok(())
+                    match state {
+                        Some(dir) => check_state(&cfg, &dir),
+                        None => Ok(()),
+                    }
                 }
                 Err(code) => return code,
             },
@@ -199,4 +202,17 @@ async fn command(cli: Cli, token: CancellationToken) -> ExitCode {
             }
         }
     }
+}
+
+/// `check-config --state DIR`: the SLO definition changes the next start
+/// would audit, read from the state without changing it.
+fn check_state(cfg: &slastream::config::Config, dir: &std::path::Path) -> anyhow::Result<()> {
+    use slastream::model::time::{Clock, WallClock};
+    use slastream::store::{state, RocksStore};
+    let store = RocksStore::open_read_only(dir)?;
+    let found = state::pending_definition_changes(cfg, &store, WallClock.now())?;
+    for line in state::describe_definitions(&found, &dir.display().to_string()) {
+        println!("{line}");
+    }
+    Ok(())
 }

@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{AlertingConfig, HttpConfig};
 use crate::engine::query::{ClockState, Scope};
 use crate::engine::Engine;
-use crate::model::time::{format_duration, Millis};
+use crate::model::slo::SloWindow;
+use crate::model::time::{format_duration, format_rfc3339, Millis};
 use crate::rules::{burn_threshold, window_length, WINDOW_PAIRS};
 
 pub type Labels = BTreeMap<String, String>;
@@ -174,6 +175,55 @@ pub fn evaluate(
             }
         }
     }
+    // SLOBudgetExhaustionForecast per (slo, segment, timezone).
+    for s in 0..engine.settings.slos.len() {
+        let def = engine.slo(s);
+        for g in engine.customers.groups() {
+            let scope = Scope::Filter {
+                segment: Some(g.segment.to_string()),
+                timezone: Some(g.timezone.to_string()),
+            };
+            let zone = crate::engine::customers::zone_of(&g.timezone);
+            let Some((secs, forecast)) = exhaustion_forecast(engine, s, &scope, &zone, now, cfg)
+            else {
+                continue;
+            };
+            let l = labels(&[
+                ("alertname", "SLOBudgetExhaustionForecast"),
+                ("slo", &def.name),
+                ("severity", "ticket"),
+                ("segment", &g.segment),
+                ("timezone", &g.timezone),
+            ]);
+            let a = labels(&[
+                (
+                    "summary",
+                    &format!(
+                        "{}: at the 6h burn rate the error budget of {} / {} runs out in {} ({})",
+                        def.name,
+                        g.segment,
+                        g.timezone,
+                        format_duration((secs as Millis).max(1) * 1000),
+                        format_rfc3339(forecast)
+                    ),
+                ),
+                ("forecast", &format_rfc3339(forecast)),
+                (
+                    "api",
+                    &link(
+                        api,
+                        "/api/v1/compliance",
+                        &[
+                            ("slo", def.name.as_str()),
+                            ("segment", &g.segment),
+                            ("timezone", &g.timezone),
+                        ],
+                    ),
+                ),
+            ]);
+            add(l, a);
+        }
+    }
     // Ticket and incident clocks.
     for c in engine.open_clocks(now, cfg.warn_at) {
         let def = engine.slo(c.slo);
@@ -233,6 +283,41 @@ pub fn evaluate(
         add(l, a);
     }
     out
+}
+
+/// SPEC §6 `SLOBudgetExhaustionForecast`: the time to exhaustion (seconds)
+/// and the forecast instant when, at the 6h burn rate, the remaining budget
+/// of the SLO's own window runs out before the calendar month ends (`month`
+/// windows, in `zone`) or within `forecast_horizon` (rolling windows), while
+/// it is not spent yet.
+pub fn exhaustion_forecast(
+    engine: &Engine,
+    slo: usize,
+    scope: &Scope,
+    zone: &jiff::tz::TimeZone,
+    now: Millis,
+    cfg: &AlertingConfig,
+) -> Option<(f64, Millis)> {
+    let secs = engine.exhaustion_seconds(slo, scope, zone, now)?;
+    if secs <= 0.0 {
+        return None;
+    }
+    let ms = secs * 1000.0;
+    let due = match engine.slo(slo).window {
+        SloWindow::Month => {
+            let (_, month_end) = engine.own_window(slo, zone, now);
+            (now as f64) + ms < month_end as f64
+        }
+        SloWindow::Rolling(_) => ms <= cfg.forecast_horizon as f64,
+    };
+    // Rounded to the millisecond: the floating point of the formula must
+    // not put the instant a millisecond early.
+    due.then(|| {
+        (
+            secs,
+            now.saturating_add(ms.round().min(i64::MAX as f64 / 2.0) as Millis),
+        )
+    })
 }
 
 /// One alert episode and what is owed about it.

@@ -8,7 +8,8 @@ use super::ApiError;
 use crate::engine::query::{month_window, Breach, Numbers, Scope};
 use crate::engine::{Engine, RuntimeExclusion};
 use crate::model::slo::{
-    ClockKind, Exclusion, Indicator, SloDef, SloWindow, Targets, PRIORITIES, SEVERITIES,
+    ClockKind, Exclusion, Indicator, SloDef, SloTerms, SloWindow, Targets, VersionAt, PRIORITIES,
+    SEVERITIES,
 };
 use crate::model::time::{format_duration, format_rfc3339, parse_rfc3339, Millis, MINUTE};
 
@@ -40,21 +41,85 @@ fn targets_json(indicator: Indicator, t: &Targets) -> Value {
     Value::Object(m)
 }
 
-pub fn slo_json(s: &SloDef) -> Value {
+/// The versioned keys of one version of `s` (SPEC §2.3), into `o`.
+fn terms_into(o: &mut serde_json::Map<String, Value>, s: &SloDef, terms: &SloTerms) {
+    o.insert("objective".into(), json!(terms.objective));
+    o.insert("segment_objectives".into(), json!(terms.segment_objectives));
+    if let Some(t) = terms.threshold_ms {
+        o.insert("threshold_ms".into(), num(t));
+    }
+    if s.indicator.is_ticket() || s.indicator.is_incident_clock() {
+        o.insert("targets".into(), targets_json(s.indicator, &terms.targets));
+        let seg: serde_json::Map<String, Value> = terms
+            .segment_targets
+            .iter()
+            .map(|(k, t)| (k.clone(), targets_json(s.indicator, t)))
+            .collect();
+        o.insert("segment_targets".into(), Value::Object(seg));
+    }
+}
+
+/// Every version of `s`, oldest first: its span [from, until) (`null` =
+/// unbounded), the change that ended it, and its terms.
+pub fn history_json(s: &SloDef) -> Value {
+    let spans = s.version_spans();
+    let mut out = Vec::with_capacity(spans.len());
+    for (i, (from, until)) in spans.into_iter().enumerate() {
+        let (terms, change) = match s.history.get(i) {
+            Some(v) => (v.terms.clone(), Some(v.change.as_str())),
+            None => (s.newest_terms(), None),
+        };
+        let mut o = serde_json::Map::new();
+        o.insert("from".into(), json!(from.map(format_rfc3339)));
+        o.insert("until".into(), json!(until.map(format_rfc3339)));
+        o.insert("change".into(), json!(change));
+        terms_into(&mut o, s, &terms);
+        out.push(Value::Object(o));
+    }
+    Value::Array(out)
+}
+
+/// An audit entry `slo_definition`: the SLO as the state last ran with it
+/// and as it starts now (`null` for an added or removed SLO).
+pub fn definition_change_json(d: &crate::engine::versions::DefinitionChange) -> Value {
+    json!({
+        "seq": d.seq,
+        "when": format_rfc3339(d.at),
+        "who": "configuration",
+        "what": "slo_definition",
+        "action": d.action(),
+        "slo": d.slo,
+        "retroactive": d.retroactive,
+        "summary": d.describe(),
+        "before": d.before.as_ref().map(|s| slo_json(s, d.at)),
+        "after": d.after.as_ref().map(|s| slo_json(s, d.at)),
+    })
+}
+
+/// An SLO with the terms in force at `at`, its version's span, and its
+/// whole history.
+pub fn slo_json(s: &SloDef, at: Millis) -> Value {
     let mut v = json!({
         "name": s.name,
         "description": s.description,
         "indicator": s.indicator.as_str(),
-        "objective": s.objective,
         "window": match s.window { SloWindow::Rolling(ms) => format_duration(ms), SloWindow::Month => "month".into() },
         "unit": s.indicator.unit(),
         "filter": s.filter,
-        "segment_objectives": s.segment_objectives,
     });
     let o = v.as_object_mut().expect("json object literal");
-    if let Some(t) = s.threshold_ms {
-        o.insert("threshold_ms".into(), num(t));
-    }
+    terms_into(o, s, &s.terms_at(at));
+    let (from, until) = match s.version_at(at) {
+        VersionAt::History(i) => (
+            i.checked_sub(1).map(|p| s.history[p].until),
+            Some(s.history[i].until),
+        ),
+        VersionAt::Newest => (s.history.last().map(|v| v.until), None),
+    };
+    o.insert(
+        "in_force".into(),
+        json!({"from": from.map(format_rfc3339), "until": until.map(format_rfc3339)}),
+    );
     if s.indicator.is_ticket() || s.indicator.is_incident_clock() {
         o.insert(
             "clock".into(),
@@ -63,13 +128,6 @@ pub fn slo_json(s: &SloDef) -> Value {
                 ClockKind::AllDay => "24x7",
             }),
         );
-        o.insert("targets".into(), targets_json(s.indicator, &s.targets));
-        let seg: serde_json::Map<String, Value> = s
-            .segment_targets
-            .iter()
-            .map(|(k, t)| (k.clone(), targets_json(s.indicator, t)))
-            .collect();
-        o.insert("segment_targets".into(), Value::Object(seg));
     }
     if s.indicator.is_ticket() {
         o.insert("pausable".into(), json!(s.pausable));
@@ -82,9 +140,11 @@ pub fn slo_json(s: &SloDef) -> Value {
             .collect();
         o.insert("severities".into(), json!(sev));
     }
+    o.insert("history".into(), history_json(s));
     v
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn compliance_json(
     engine: &Engine,
     slo: usize,
@@ -92,6 +152,7 @@ pub fn compliance_json(
     from: Millis,
     to: Millis,
     n: &Numbers,
+    exhaustion_seconds: Option<f64>,
 ) -> Value {
     let def = engine.slo(slo);
     let scope_json = match scope {
@@ -125,6 +186,7 @@ pub fn compliance_json(
         "budget_remaining": opt_num(n.budget_remaining),
         "status": n.status,
         "excluded_seconds": num(n.excluded_seconds),
+        "exhaustion_seconds": opt_num(exhaustion_seconds),
     })
 }
 

@@ -200,11 +200,33 @@ async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
         .into_response())
 }
 
-async fn slos(State(st): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn slos(
+    State(st): State<AppState>,
+    Query(p): Params,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    known_params(&p, &["at"])?;
     let now = st.clock.now();
+    // The versions in force at `at` (SPEC §4), by default at now.
+    let at = match p.get("at") {
+        None => now,
+        Some(v) => parse_rfc3339(v).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "parameter \"at\" must be an RFC 3339 timestamp, got \"{v}\""
+            ))
+        })?,
+    };
     with_engine(&st, move |engine| {
-        let list: Vec<_> = engine.settings().slos.iter().map(dto::slo_json).collect();
-        Ok(stamped(serde_json::json!({ "slos": list }), engine, now))
+        let list: Vec<_> = engine
+            .settings()
+            .slos
+            .iter()
+            .map(|s| dto::slo_json(s, at))
+            .collect();
+        Ok(stamped(
+            serde_json::json!({ "at": format_rfc3339(at), "slos": list }),
+            engine,
+            now,
+        ))
     })
     .await
 }
@@ -349,8 +371,11 @@ fn compliance_answer(
         (None, None, None) => engine.own_window(slo, &zone, now),
     };
     let numbers = engine.numbers(slo, &scope, from, to, now);
+    // Time to exhaustion is of the SLO's own window ending now, whatever
+    // window was asked for.
+    let exhaustion = engine.exhaustion_seconds(slo, &scope, &zone, now);
     Ok(stamped(
-        dto::compliance_json(engine, slo, &scope, from, to, &numbers),
+        dto::compliance_json(engine, slo, &scope, from, to, &numbers, exhaustion),
         engine,
         now,
     ))
@@ -607,21 +632,34 @@ async fn delete_exclusion(
 async fn audit(State(st): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let now = st.clock.now();
     with_engine(&st, move |engine| {
-        let entries: Vec<_> = engine
+        let mut entries: Vec<(u64, serde_json::Value)> = engine
             .audit()
             .iter()
             .map(|a| {
-                serde_json::json!({
-                    "seq": a.seq,
-                    "when": format_rfc3339(a.at),
-                    "who": a.who,
-                    "what": a.action,
-                    "exclusion_id": a.exclusion_id,
-                    "before": a.before.as_ref().map(dto::runtime_exclusion_json),
-                    "after": a.after.as_ref().map(dto::runtime_exclusion_json),
-                })
+                (
+                    a.seq,
+                    serde_json::json!({
+                        "seq": a.seq,
+                        "when": format_rfc3339(a.at),
+                        "who": a.who,
+                        "what": a.action,
+                        "exclusion_id": a.exclusion_id,
+                        "before": a.before.as_ref().map(dto::runtime_exclusion_json),
+                        "after": a.after.as_ref().map(dto::runtime_exclusion_json),
+                    }),
+                )
             })
             .collect();
+        // SLO definition changes found at starts (SPEC §3), in one log
+        // with the run-time exclusions.
+        entries.extend(
+            engine
+                .definition_changes()
+                .iter()
+                .map(|d| (d.seq, dto::definition_change_json(d))),
+        );
+        entries.sort_by_key(|(seq, _)| *seq);
+        let entries: Vec<_> = entries.into_iter().map(|(_, v)| v).collect();
         Ok(stamped(
             serde_json::json!({ "entries": entries }),
             engine,

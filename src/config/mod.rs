@@ -20,13 +20,15 @@ use std::path::{Path, PathBuf};
 
 use crate::model::slo::{
     parse_priority, parse_severity, CalendarDef, ClockKind, CreditPolicy, CreditTier, CustomerDef,
-    Exclusion, Indicator, Level, SloDef, SloWindow, Targets, PRIORITIES, SEVERITIES,
+    Exclusion, Indicator, Level, SloDef, SloTerms, SloVersion, SloWindow, Targets, PRIORITIES,
+    SEVERITIES,
 };
 use crate::model::time::{parse_duration, parse_rfc3339, Millis, DAY, MINUTE};
 
 use raw::{
     quote_key, DateText, RawAlerting, RawCalendar, RawConfig, RawCredit, RawCustomer,
-    RawCustomersFile, RawExclusion, RawHttp, RawIngest, RawKafka, RawLimits, RawSlo, RawState,
+    RawCustomersFile, RawExclusion, RawHttp, RawIngest, RawKafka, RawLimits, RawSlo, RawSloVersion,
+    RawState,
 };
 
 /// The built-in calendar containing every instant; the default of `calendar`.
@@ -126,6 +128,7 @@ impl Default for Config {
                 resend_interval: MINUTE,
                 warn_at: 0.75,
                 per_customer_burn_alerts: false,
+                forecast_horizon: 3 * DAY,
             },
             export: ExportConfig {
                 per_customer: false,
@@ -590,6 +593,10 @@ fn alerting(raw: RawAlerting, d: AlertingConfig, p: &mut Problems) -> AlertingCo
         per_customer_burn_alerts: raw
             .per_customer_burn_alerts
             .unwrap_or(d.per_customer_burn_alerts),
+        forecast_horizon: raw
+            .forecast_horizon
+            .and_then(|v| positive_duration(&v, "alerting.forecast_horizon", p))
+            .unwrap_or(d.forecast_horizon),
     }
 }
 
@@ -1147,6 +1154,18 @@ fn slo(
         ok &= s.severities.is_none();
     }
 
+    // The history is checked even when the newest version has problems of
+    // its own, so that every problem is reported at once.
+    let newest = SloTerms {
+        objective: objective.unwrap_or(0.5),
+        segment_objectives: segment_objectives.clone(),
+        threshold_ms,
+        targets: target_levels,
+        segment_targets: segment_targets.clone(),
+    };
+    let history = history(s.history.unwrap_or_default(), newest, indicator, at, p);
+    ok &= history.is_some();
+
     if !ok {
         return None;
     }
@@ -1164,7 +1183,173 @@ fn slo(
         targets: target_levels,
         segment_targets,
         severities,
+        history: history?,
     })
+}
+
+/// The keys one `[[slos.history]]` entry sets; `None` keeps the value of the
+/// next newer version.
+#[derive(Default)]
+struct VersionKeys {
+    objective: Option<f64>,
+    segment_objectives: Option<BTreeMap<String, f64>>,
+    threshold_ms: Option<f64>,
+    targets: Option<Targets>,
+    segment_targets: Option<BTreeMap<String, Targets>>,
+}
+
+impl VersionKeys {
+    fn over(&self, newer: &SloTerms) -> SloTerms {
+        SloTerms {
+            objective: self.objective.unwrap_or(newer.objective),
+            segment_objectives: self
+                .segment_objectives
+                .clone()
+                .unwrap_or_else(|| newer.segment_objectives.clone()),
+            threshold_ms: self.threshold_ms.or(newer.threshold_ms),
+            targets: self.targets.unwrap_or(newer.targets),
+            segment_targets: self
+                .segment_targets
+                .clone()
+                .unwrap_or_else(|| newer.segment_targets.clone()),
+        }
+    }
+}
+
+/// Validates `[[slos.history]]` of the SLO at `at` (SPEC §2.3): `until`
+/// strictly increasing, `change` required, only the versioned keys, each
+/// checked like its top-level counterpart. Each version is returned whole,
+/// the keys it omits filled in from the next newer one.
+fn history(
+    raw: Vec<RawSloVersion>,
+    newest: SloTerms,
+    indicator: Indicator,
+    at: &str,
+    p: &mut Problems,
+) -> Option<Vec<SloVersion>> {
+    const CLOCKED: &str =
+        "ticket_response, ticket_resolution, incident_ack and incident_resolution";
+    let mut ok = true;
+    let mut parsed = Vec::with_capacity(raw.len());
+    let mut previous: Option<(Millis, String)> = None;
+    for (j, v) in raw.into_iter().enumerate() {
+        let here = format!("{at}.history[{j}]");
+        let until_path = format!("{here}.until");
+        let until = instant(v.until, &until_path, p);
+        match (until, &previous) {
+            (Some(u), Some((prev, prev_path))) if u <= *prev => {
+                p.push(
+                    &until_path,
+                    format!(
+                        "must be later than {prev_path} ({}): `until` instants strictly \
+                         increase, oldest version first",
+                        crate::model::time::format_rfc3339(*prev)
+                    ),
+                );
+                ok = false;
+            }
+            _ => {}
+        }
+        if let Some(u) = until {
+            previous = Some((u, until_path));
+        } else {
+            ok = false;
+        }
+        let change_path = format!("{here}.change");
+        let change =
+            required(v.change, &change_path, p).and_then(|c| non_empty(c, &change_path, p));
+        ok &= change.is_some();
+
+        let mut keys = VersionKeys::default();
+        if let Some(o) = v.objective {
+            keys.objective = ratio(o, &format!("{here}.objective"), p);
+            ok &= keys.objective.is_some();
+        }
+        if let Some(map) = v.segment_objectives {
+            let mut out = BTreeMap::new();
+            for (segment, o) in map {
+                match ratio(
+                    o,
+                    &format!("{here}.segment_objectives.{}", quote_key(&segment)),
+                    p,
+                ) {
+                    Some(o) => {
+                        out.insert(segment, o);
+                    }
+                    None => ok = false,
+                }
+            }
+            keys.segment_objectives = Some(out);
+        }
+        match v.threshold_ms {
+            Some(t) if indicator == Indicator::ProbeLatency => {
+                if t > 0.0 && t.is_finite() {
+                    keys.threshold_ms = Some(t);
+                } else {
+                    p.push(
+                        format!("{here}.threshold_ms"),
+                        format!("{t} is out of range: must be a latency in milliseconds > 0"),
+                    );
+                    ok = false;
+                }
+            }
+            Some(_) => {
+                only_for(p, &here, "threshold_ms", true, "probe_latency");
+                ok = false;
+            }
+            None => {}
+        }
+        match levels_for(indicator) {
+            Some(levels) => {
+                if let Some(map) = v.targets {
+                    let path = format!("{here}.targets");
+                    keys.targets = targets(&map, levels, &path, p);
+                    ok &= keys.targets.is_some();
+                }
+                if let Some(segs) = v.segment_targets {
+                    let mut out = BTreeMap::new();
+                    for (segment, map) in segs {
+                        let path = format!("{here}.segment_targets.{}", quote_key(&segment));
+                        match targets(&map, levels, &path, p) {
+                            Some(t) => {
+                                out.insert(segment, t);
+                            }
+                            None => ok = false,
+                        }
+                    }
+                    keys.segment_targets = Some(out);
+                }
+            }
+            None => {
+                only_for(p, &here, "targets", v.targets.is_some(), CLOCKED);
+                only_for(
+                    p,
+                    &here,
+                    "segment_targets",
+                    v.segment_targets.is_some(),
+                    CLOCKED,
+                );
+                ok &= v.targets.is_none() && v.segment_targets.is_none();
+            }
+        }
+        parsed.push((until, change, keys));
+    }
+    if !ok {
+        return None;
+    }
+    let mut out = Vec::with_capacity(parsed.len());
+    let mut newer = newest;
+    for (until, change, keys) in parsed.into_iter().rev() {
+        let terms = keys.over(&newer);
+        out.push(SloVersion {
+            until: until?,
+            change: change?,
+            terms: terms.clone(),
+        });
+        newer = terms;
+    }
+    out.reverse();
+    Some(out)
 }
 
 // --- exclusions and credits --------------------------------------------------
@@ -2372,5 +2557,128 @@ mod tests {
         // `load` finds customers.toml beside the file, whatever the working directory.
         let loaded = load(&dir.join("slastream.toml")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(loaded.customers.len(), 9);
+    }
+
+    const TICKET_SLO: &str = "indicator = \"ticket_response\"\n\
+        targets = { P1 = \"1h\", P2 = \"4h\" }\n\
+        segment_objectives = { enterprise = 0.995 }\n";
+
+    #[test]
+    fn history_versions_inherit_from_the_next_newer_one() {
+        let s = one_slo(&format!(
+            "{TICKET_SLO}\
+             [[slos.history]]\n\
+             until = \"2026-07-01T00:00:00Z\"\n\
+             objective = 0.9\n\
+             change = \"CR-1: first terms\"\n\
+             [[slos.history]]\n\
+             until = 2026-10-01T00:00:00+02:00\n\
+             targets = {{ P1 = \"2h\" }}\n\
+             segment_targets = {{ enterprise = {{ P1 = \"90m\" }} }}\n\
+             change = \"CR-2: Q3 review\"\n"
+        ));
+        assert_eq!(s.history.len(), 2);
+        let (old, mid) = (&s.history[0], &s.history[1]);
+        assert_eq!(old.until, parse_rfc3339("2026-07-01T00:00:00Z").unwrap());
+        assert_eq!(mid.until, parse_rfc3339("2026-09-30T22:00:00Z").unwrap());
+        assert_eq!(mid.change, "CR-2: Q3 review");
+        // The middle version keeps the newest objective and segment objectives.
+        assert_eq!(mid.terms.objective, 0.99);
+        assert_eq!(mid.terms.segment_objectives["enterprise"], 0.995);
+        assert_eq!(mid.terms.targets, [Some(2 * HOUR), None, None, None]);
+        assert_eq!(mid.terms.target_for("enterprise", 0), Some(90 * MINUTE));
+        // The oldest one sets its objective and keeps the middle one's targets.
+        assert_eq!(old.terms.objective, 0.9);
+        assert_eq!(old.terms.targets, mid.terms.targets);
+        assert_eq!(old.terms.segment_targets, mid.terms.segment_targets);
+        // Which version is in force where.
+        assert_eq!(s.target_at("standard", 0, old.until - 1), Some(2 * HOUR));
+        assert_eq!(s.objective_at(None, old.until - 1), 0.9);
+        assert_eq!(s.objective_at(None, old.until), 0.99);
+        assert_eq!(s.target_at("standard", 0, mid.until - 1), Some(2 * HOUR));
+        assert_eq!(s.target_at("standard", 0, mid.until), Some(HOUR));
+        assert_eq!(s.target_at("enterprise", 1, mid.until), Some(4 * HOUR));
+    }
+
+    #[test]
+    fn history_problems_are_reported_together_with_their_paths() {
+        let problems = slo_problems(&format!(
+            "{TICKET_SLO}\
+             [[slos.history]]\n\
+             until = \"2026-10-01T00:00:00Z\"\n\
+             change = \"CR-2\"\n\
+             [[slos.history]]\n\
+             until = \"2026-09-01T00:00:00Z\"\n\
+             objective = 1.5\n\
+             window = \"7d\"\n\
+             [[slos.history]]\n\
+             until = \"yesterday\"\n\
+             change = \"\"\n\
+             targets = {{ P9 = \"1h\" }}\n\
+             threshold_ms = 100\n"
+        ));
+        assert_problem(&problems, "slos[0].history[1].window", "unknown key");
+        assert_problem(
+            &problems,
+            "slos[0].history[1].until",
+            "must be later than slos[0].history[0].until",
+        );
+        assert_problem(&problems, "slos[0].history[1].change", "required");
+        assert_problem(&problems, "slos[0].history[1].objective", "out of range");
+        assert_problem(&problems, "slos[0].history[2].until", "invalid timestamp");
+        assert_problem(&problems, "slos[0].history[2].change", "must not be empty");
+        assert_problem(
+            &problems,
+            "slos[0].history[2].targets.P9",
+            "unknown priority",
+        );
+        assert_problem(
+            &problems,
+            "slos[0].history[2].threshold_ms",
+            "applies only to probe_latency",
+        );
+    }
+
+    #[test]
+    fn history_keys_follow_the_indicator() {
+        let s = one_slo(
+            "indicator = \"probe_latency\"\nthreshold_ms = 300\n\
+             [[slos.history]]\nuntil = \"2026-10-01T00:00:00Z\"\nthreshold_ms = 500\nchange = \"x\"\n",
+        );
+        assert_eq!(s.threshold_at(s.history[0].until - 1), Some(500.0));
+        assert_eq!(s.threshold_at(s.history[0].until), Some(300.0));
+        let problems = slo_problems(
+            "indicator = \"probe_availability\"\n\
+             [[slos.history]]\nuntil = \"2026-10-01T00:00:00Z\"\ntargets = { P1 = \"1h\" }\n\
+             threshold_ms = 1\nchange = \"x\"\n\
+             [[slos.history]]\nuntil = \"2026-10-01T00:00:00Z\"\nchange = \"same instant\"\n",
+        );
+        assert_problem(
+            &problems,
+            "slos[0].history[0].targets",
+            "applies only to ticket_response",
+        );
+        assert_problem(
+            &problems,
+            "slos[0].history[0].threshold_ms",
+            "applies only to probe_latency",
+        );
+        assert_problem(&problems, "slos[0].history[1].until", "strictly");
+    }
+
+    #[test]
+    fn forecast_horizon_has_a_default_and_is_checked() {
+        assert_eq!(ok("").alerting.forecast_horizon, 3 * DAY);
+        assert_eq!(
+            ok("[alerting]\nforecast_horizon = \"12h\"\n")
+                .alerting
+                .forecast_horizon,
+            12 * HOUR
+        );
+        assert_problem(
+            &problems("[alerting]\nforecast_horizon = \"soon\"\n"),
+            "alerting.forecast_horizon",
+            "invalid duration",
+        );
     }
 }

@@ -111,6 +111,7 @@ pub struct RawAlerting {
     pub resend_interval: Option<String>,
     pub warn_at: Option<f64>,
     pub per_customer_burn_alerts: Option<bool>,
+    pub forecast_horizon: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -186,6 +187,22 @@ pub struct RawSlo {
     /// Segment to level to duration.
     pub segment_targets: Option<BTreeMap<String, BTreeMap<String, String>>>,
     pub severities: Option<Vec<String>>,
+    /// Earlier versions, oldest first (`[[slos.history]]`).
+    pub history: Option<Vec<RawSloVersion>>,
+}
+
+/// One `[[slos.history]]` entry: the terms that applied before `until`. Only
+/// the keys a definition history may change (SPEC §2.3).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub struct RawSloVersion {
+    pub until: Option<DateText>,
+    pub change: Option<String>,
+    pub objective: Option<f64>,
+    pub segment_objectives: Option<BTreeMap<String, f64>>,
+    pub threshold_ms: Option<f64>,
+    pub targets: Option<BTreeMap<String, String>>,
+    pub segment_targets: Option<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 /// One `[[exclusions]]` entry.

@@ -90,6 +90,9 @@ pub struct AlertingConfig {
     pub resend_interval: Millis,
     pub warn_at: f64,
     pub per_customer_burn_alerts: bool,
+    /// `SLOBudgetExhaustionForecast` for rolling windows: fires when the
+    /// budget runs out within this long at the 6h burn rate.
+    pub forecast_horizon: Millis,
 }
 
 #[derive(Debug, Clone, PartialEq)]

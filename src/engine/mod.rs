@@ -11,6 +11,7 @@ pub mod customers;
 pub mod dedup;
 pub mod latency;
 pub mod query;
+pub mod versions;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -293,6 +294,9 @@ pub struct Engine {
     pub(crate) runtime_exclusions: Vec<RuntimeExclusion>,
     pub(crate) next_exclusion_id: u64,
     pub(crate) audit: Vec<AuditEntry>,
+    /// SLO definition changes found at starts (SPEC §3 Definition
+    /// versions): the other part of the audit log, numbered with it.
+    pub(crate) definition_changes: Vec<versions::DefinitionChange>,
     /// Minute buckets below this were folded by the last `compact`.
     compacted_below: Millis,
     pub(crate) always: BusinessCalendar,
@@ -348,6 +352,7 @@ impl Engine {
             runtime_exclusions: Vec::new(),
             next_exclusion_id: 1,
             audit: Vec::new(),
+            definition_changes: Vec::new(),
             compacted_below: Millis::MIN,
             always: BusinessCalendar::always(),
             probe_slos,
@@ -620,9 +625,12 @@ impl Engine {
             if self.config_excluded(s, c, ev.occurred_at) {
                 continue;
             }
+            // Judged by the version in force at the probe's instant (SPEC §3
+            // Definition versions); the bucket keeps only the verdict.
             let good = match slo.indicator {
                 Indicator::ProbeLatency => {
-                    p.success && p.latency_ms <= slo.threshold_ms.unwrap_or(f64::INFINITY)
+                    p.success
+                        && p.latency_ms <= slo.threshold_at(ev.occurred_at).unwrap_or(f64::INFINITY)
                 }
                 _ => p.success,
             };
@@ -867,7 +875,8 @@ impl Engine {
     ) -> Option<Outcome> {
         let slo = &self.settings.slos[s];
         let cust = self.customers.get(c);
-        let target = slo.target_for(&cust.segment, run.level)?;
+        // The terms the clock was opened under (SPEC §3 Definition versions).
+        let target = slo.target_at(&cust.segment, run.level, run.start)?;
         let removed = self.removed_spans(s, c, pauses);
         Some(evaluate(run, &removed, self.clock_calendar(slo, c), target))
     }
@@ -1127,7 +1136,7 @@ impl Engine {
         before: Option<RuntimeExclusion>,
         after: Option<RuntimeExclusion>,
     ) {
-        let seq = self.audit.len() as u64 + 1;
+        let seq = self.next_audit_seq();
         self.audit.push(AuditEntry {
             seq,
             at,
@@ -1142,6 +1151,20 @@ impl Engine {
 
     pub fn audit(&self) -> &[AuditEntry] {
         &self.audit
+    }
+
+    /// The sequence number of the next audit entry, whichever its kind.
+    pub fn next_audit_seq(&self) -> u64 {
+        let last = |a: Option<u64>, b: Option<u64>| a.max(b).unwrap_or(0);
+        last(
+            self.audit.last().map(|a| a.seq),
+            self.definition_changes.last().map(|d| d.seq),
+        ) + 1
+    }
+
+    /// The SLO definition changes found at starts, oldest first.
+    pub fn definition_changes(&self) -> &[versions::DefinitionChange] {
+        &self.definition_changes
     }
 }
 
@@ -1167,6 +1190,8 @@ fn probe_matches(slo: &SloDef, p: &ProbeBody<'_>) -> bool {
         _ => None,
     })
 }
+#[cfg(test)]
+mod history_tests;
 #[cfg(test)]
 mod reference;
 #[cfg(test)]

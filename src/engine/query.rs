@@ -213,16 +213,17 @@ impl Engine {
         }
     }
 
-    /// The objective for a scope: the customer's segment objective; for an
-    /// aggregated scope restricted to one segment, that segment's; else the default.
-    pub fn objective(&self, slo: usize, scope: &Scope) -> f64 {
+    /// The objective for a scope in force at instant `t`: the customer's
+    /// segment objective; for an aggregated scope restricted to one segment,
+    /// that segment's; else the default.
+    pub fn objective_at(&self, slo: usize, scope: &Scope, t: Millis) -> f64 {
         let def = self.slo(slo);
         match scope {
-            Scope::Customer(c) => def.objective_for(&self.customers.get(*c).segment),
+            Scope::Customer(c) => def.objective_at(Some(&self.customers.get(*c).segment), t),
             Scope::Filter {
                 segment: Some(s), ..
-            } => def.objective_for(s),
-            Scope::Filter { .. } => def.objective,
+            } => def.objective_at(Some(s), t),
+            Scope::Filter { .. } => def.objective_at(None, t),
         }
     }
 
@@ -330,7 +331,9 @@ impl Engine {
         to: Millis,
         now: Millis,
     ) -> Numbers {
-        let objective = self.objective(slo, scope);
+        // The version in force at the window's last counted instant (SPEC §3
+        // Definition versions).
+        let objective = self.objective_at(slo, scope, to.min(now) - 1);
         if self.slo(slo).indicator == Indicator::IncidentAvailability {
             let (total, good, excluded) = self.availability(slo, scope, from, to, now);
             Numbers::compute(objective, total, good, excluded)
@@ -344,7 +347,7 @@ impl Engine {
     /// ending now (0 when total_L = 0). Counted indicators use minute buckets:
     /// the lookback is the `L` of whole minutes ending with the current one.
     pub fn burn_rate(&self, slo: usize, scope: &Scope, lookback: Millis, now: Millis) -> f64 {
-        let objective = self.objective(slo, scope);
+        let objective = self.objective_at(slo, scope, now);
         let (total, bad) = if self.slo(slo).indicator == Indicator::IncidentAvailability {
             let (t, g, _) = self.availability(slo, scope, now - lookback, now, now);
             (t, t - g)
@@ -357,6 +360,23 @@ impl Engine {
             return 0.0;
         }
         (bad / total) / (1.0 - objective)
+    }
+
+    /// SPEC §3 Time to exhaustion of the SLO's own window ending at `now`
+    /// (month in `zone` for `month` windows), at the burn rate of the last
+    /// 6h: seconds until the remaining budget is spent; 0 once it is spent;
+    /// `None` when nothing burns or there is no data.
+    pub fn exhaustion_seconds(
+        &self,
+        slo: usize,
+        scope: &Scope,
+        zone: &jiff::tz::TimeZone,
+        now: Millis,
+    ) -> Option<f64> {
+        let (from, to) = self.own_window(slo, zone, now);
+        let n = self.numbers(slo, scope, from, to, now);
+        let burn = self.burn_rate(slo, scope, EXHAUSTION_LOOKBACK, now);
+        exhaustion(&n, burn, (to - from) as f64 / 1000.0)
     }
 
     /// The SLO's own window ending at `now` for a customer (month in its zone)
@@ -578,7 +598,7 @@ impl Engine {
         c: CustomerIdx,
     ) -> Option<ClockView> {
         let cust = self.customers.get(c);
-        let target = def.target_for(&cust.segment, ic.run.level)?;
+        let target = def.target_at(&cust.segment, ic.run.level, ic.run.start)?;
         let removed = self.removed_spans(s, c, ic.pauses.as_ref());
         Some(ClockView { target, removed })
     }
@@ -629,6 +649,20 @@ impl Engine {
             .map(|p| p.credit(attainment))
             .fold(0.0, f64::max)
     }
+}
+
+/// The lookback of the burn rate a time to exhaustion is forecast at.
+pub const EXHAUSTION_LOOKBACK: Millis = 6 * crate::model::time::HOUR;
+
+/// `max(0, budget_remaining) * window_seconds / burn_rate`: `None` when
+/// nothing burns or there is no data, 0 once the budget is spent (also when
+/// no bad unit was allowed at all and one happened).
+pub fn exhaustion(n: &Numbers, burn_rate: f64, window_seconds: f64) -> Option<f64> {
+    if n.status == "no_data" || burn_rate <= 0.0 || !burn_rate.is_finite() {
+        return None;
+    }
+    let remaining = n.budget_remaining.unwrap_or(0.0).max(0.0);
+    Some(remaining * window_seconds / burn_rate)
 }
 
 /// The items of a clock SLO in item order (a stable output order).

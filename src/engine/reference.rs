@@ -6,7 +6,10 @@
 //! code: no `BusinessCalendar`, no `SpanSet`, no clock timelines, no buckets.
 //! A second engine gets the same events shuffled, with duplicates, and must
 //! agree with the first (SPEC §3: within the lateness bound, arrival order
-//! does not matter).
+//! does not matter). Several SLOs have a definition history changing inside
+//! the event range (targets, segment targets, objectives, segment
+//! objectives, a latency threshold), restated whole in the model, so each
+//! probe, clock and window is checked against the version in force for it.
 //!
 //! Every event time, target, exclusion bound and window bound is a whole
 //! minute and every zone offset involved is a whole hour, so a minute is
@@ -90,6 +93,11 @@ clock = "business"
 pausable = false
 targets = { P1 = "1h", P2 = "4h", P3 = "8h", P4 = "16h" }
 segment_targets = { enterprise = { P1 = "30m", P2 = "2h" } }
+[[slos.history]]
+until = "2026-10-28T00:00:00Z"
+targets = { P1 = "2h", P2 = "8h", P3 = "1d", P4 = "2d" }
+segment_targets = { enterprise = { P1 = "1h" } }
+change = "CR-1: tightened"
 
 [[slos]]
 name = "resolution"
@@ -115,6 +123,10 @@ indicator = "incident_ack"
 objective = 0.99
 window = "30d"
 targets = { SEV1 = "15m", SEV2 = "30m", SEV3 = "4h", SEV4 = "1d" }
+[[slos.history]]
+until = "2026-10-29T12:00:00Z"
+targets = { SEV1 = "30m", SEV2 = "1h", SEV3 = "8h", SEV4 = "2d" }
+change = "CR-2"
 
 [[slos]]
 name = "inc_resolution"
@@ -135,8 +147,26 @@ window = "month"
 name = "api"
 indicator = "probe_availability"
 objective = 0.99
+segment_objectives = { enterprise = 0.995 }
 window = "30d"
 filter = { service = "api" }
+[[slos.history]]
+until = "2026-10-28T00:00:00Z"
+objective = 0.95
+segment_objectives = { enterprise = 0.97 }
+change = "CR-3"
+
+[[slos]]
+name = "api_latency"
+indicator = "probe_latency"
+threshold_ms = 300
+objective = 0.99
+window = "30d"
+filter = { service = "api" }
+[[slos.history]]
+until = "2026-10-28T00:00:00Z"
+threshold_ms = 100
+change = "CR-4"
 
 [[exclusions]]
 name = "acme maintenance"
@@ -218,6 +248,7 @@ enum Kind {
     IncResolution,
     Avail,
     Probe,
+    Latency,
 }
 
 struct SloM {
@@ -228,9 +259,25 @@ struct SloM {
     /// Minutes per level (P1/SEV1 first).
     targets: [i64; 4],
     segment_targets: &'static [(&'static str, [Option<i64>; 4])],
+    objective: f64,
+    segment_objectives: &'static [(&'static str, f64)],
+    /// `probe_latency`: milliseconds.
+    threshold: f64,
+    /// Earlier versions, restated whole (inherited keys spelled out).
+    history: &'static [HistM],
 }
 
-const SLOS: [SloM; 7] = [
+/// An earlier version of an SLO: in force before `until`.
+struct HistM {
+    until: &'static str,
+    targets: [i64; 4],
+    segment_targets: &'static [(&'static str, [Option<i64>; 4])],
+    objective: f64,
+    segment_objectives: &'static [(&'static str, f64)],
+    threshold: f64,
+}
+
+const SLOS: [SloM; 8] = [
     SloM {
         name: "response",
         kind: Kind::Response,
@@ -238,6 +285,18 @@ const SLOS: [SloM; 7] = [
         pausable: false,
         targets: [60, 240, 480, 960],
         segment_targets: &[("enterprise", [Some(30), Some(120), None, None])],
+        objective: 0.9,
+        segment_objectives: &[],
+        threshold: 0.0,
+        history: &[HistM {
+            until: "2026-10-28T00:00:00Z",
+            targets: [120, 480, 1440, 2 * 1440],
+            // The whole table is replaced: no P2 entry for enterprise.
+            segment_targets: &[("enterprise", [Some(60), None, None, None])],
+            objective: 0.9,
+            segment_objectives: &[],
+            threshold: 0.0,
+        }],
     },
     SloM {
         name: "resolution",
@@ -246,6 +305,10 @@ const SLOS: [SloM; 7] = [
         pausable: true,
         targets: [240, 1440, 2 * 1440, 3 * 1440],
         segment_targets: &[],
+        objective: 0.9,
+        segment_objectives: &[],
+        threshold: 0.0,
+        history: &[],
     },
     SloM {
         name: "resolution_247",
@@ -254,6 +317,10 @@ const SLOS: [SloM; 7] = [
         pausable: false,
         targets: [120, 480, 1440, 2 * 1440],
         segment_targets: &[],
+        objective: 0.9,
+        segment_objectives: &[],
+        threshold: 0.0,
+        history: &[],
     },
     SloM {
         name: "ack",
@@ -262,6 +329,17 @@ const SLOS: [SloM; 7] = [
         pausable: false,
         targets: [15, 30, 240, 1440],
         segment_targets: &[],
+        objective: 0.99,
+        segment_objectives: &[],
+        threshold: 0.0,
+        history: &[HistM {
+            until: "2026-10-29T12:00:00Z",
+            targets: [30, 60, 480, 2 * 1440],
+            segment_targets: &[],
+            objective: 0.99,
+            segment_objectives: &[],
+            threshold: 0.0,
+        }],
     },
     SloM {
         name: "inc_resolution",
@@ -270,6 +348,10 @@ const SLOS: [SloM; 7] = [
         pausable: false,
         targets: [120, 240, 1440, 3 * 1440],
         segment_targets: &[],
+        objective: 0.99,
+        segment_objectives: &[],
+        threshold: 0.0,
+        history: &[],
     },
     SloM {
         name: "avail",
@@ -278,6 +360,10 @@ const SLOS: [SloM; 7] = [
         pausable: false,
         targets: [0; 4],
         segment_targets: &[],
+        objective: 0.999,
+        segment_objectives: &[],
+        threshold: 0.0,
+        history: &[],
     },
     SloM {
         name: "api",
@@ -286,16 +372,85 @@ const SLOS: [SloM; 7] = [
         pausable: false,
         targets: [0; 4],
         segment_targets: &[],
+        objective: 0.99,
+        segment_objectives: &[("enterprise", 0.995)],
+        threshold: 0.0,
+        history: &[HistM {
+            until: "2026-10-28T00:00:00Z",
+            targets: [0; 4],
+            segment_targets: &[],
+            objective: 0.95,
+            segment_objectives: &[("enterprise", 0.97)],
+            threshold: 0.0,
+        }],
+    },
+    SloM {
+        name: "api_latency",
+        kind: Kind::Latency,
+        business: false,
+        pausable: false,
+        targets: [0; 4],
+        segment_targets: &[],
+        objective: 0.99,
+        segment_objectives: &[],
+        threshold: 300.0,
+        history: &[HistM {
+            until: "2026-10-28T00:00:00Z",
+            targets: [0; 4],
+            segment_targets: &[],
+            objective: 0.99,
+            segment_objectives: &[],
+            threshold: 100.0,
+        }],
     },
 ];
 
+/// The version in force at `at`: (targets, segment targets, objective,
+/// segment objectives, threshold).
+type TermsM = (
+    [i64; 4],
+    &'static [(&'static str, [Option<i64>; 4])],
+    f64,
+    &'static [(&'static str, f64)],
+    f64,
+);
+
 impl SloM {
-    fn target(&self, segment: &str, level: u8) -> i64 {
-        self.segment_targets
+    fn terms(&self, at: Millis) -> TermsM {
+        match self.history.iter().find(|h| at < t(h.until)) {
+            Some(h) => (
+                h.targets,
+                h.segment_targets,
+                h.objective,
+                h.segment_objectives,
+                h.threshold,
+            ),
+            None => (
+                self.targets,
+                self.segment_targets,
+                self.objective,
+                self.segment_objectives,
+                self.threshold,
+            ),
+        }
+    }
+
+    /// The target of a clock opened at `opened`.
+    fn target(&self, segment: &str, level: u8, opened: Millis) -> i64 {
+        let (targets, segment_targets, ..) = self.terms(opened);
+        segment_targets
             .iter()
             .find(|(s, _)| *s == segment)
             .and_then(|(_, t)| t[level as usize])
-            .unwrap_or(self.targets[level as usize])
+            .unwrap_or(targets[level as usize])
+    }
+
+    /// The objective in force at `at` for a segment (`None`: the default).
+    fn objective(&self, segment: Option<&str>, at: Millis) -> f64 {
+        let (_, _, objective, segment_objectives, _) = self.terms(at);
+        segment
+            .and_then(|s| segment_objectives.iter().find(|(x, _)| *x == s))
+            .map_or(objective, |(_, o)| *o)
     }
 }
 
@@ -406,6 +561,7 @@ enum What {
         customer: &'static str,
         success: bool,
         service: &'static str,
+        latency: i64,
         segment: Option<&'static str>,
         timezone: Option<&'static str>,
     },
@@ -503,6 +659,7 @@ impl Ev {
                 customer,
                 success,
                 service,
+                latency,
                 segment,
                 timezone,
             } => {
@@ -511,7 +668,7 @@ impl Ev {
                 o.insert("probe_id".into(), json!("p1"));
                 o.insert("service".into(), json!(service));
                 o.insert("success".into(), json!(success));
-                o.insert("latency_ms".into(), json!(20));
+                o.insert("latency_ms".into(), json!(latency));
                 attrs(&mut o, segment, timezone);
             }
         }
@@ -577,6 +734,8 @@ fn minutes_from(start: Millis) -> impl Iterator<Item = Millis> {
 /// Where a stepped clock ended: the counted minutes (in order), and the stop
 /// instant with the level in force then, or the current level when running.
 struct Stepped {
+    /// The clock's `opened`: its targets are those in force then.
+    opened: Millis,
     counted: Vec<Millis>,
     stop: Option<Millis>,
     level: u8,
@@ -602,6 +761,7 @@ impl Model {
                     customer,
                     success,
                     service,
+                    latency,
                     ..
                 } => {
                     let c = &model.customers[*customer];
@@ -611,6 +771,15 @@ impl Model {
                             .entry(("api", customer.to_string()))
                             .or_default()
                             .push((e.at, *success));
+                    }
+                    // Judged by the threshold in force at the probe's instant.
+                    if *service == "api" {
+                        let threshold = SLOS[7].terms(e.at).4;
+                        model
+                            .counted
+                            .entry(("api_latency", customer.to_string()))
+                            .or_default()
+                            .push((e.at, *success && (*latency as f64) <= threshold));
                     }
                 }
             }
@@ -682,7 +851,7 @@ impl Model {
     /// once now has passed it (see `numbers` and `breaches`).
     fn record(&mut self, slo: &SloM, id: &str, customer: &str, run: &Stepped) {
         let c = &self.customers[customer];
-        let target = slo.target(&c.segment, run.level) as usize;
+        let target = slo.target(&c.segment, run.level, run.opened) as usize;
         let breach = run.counted.get(target).copied();
         let key = (slo.name, customer.to_string());
         match run.stop {
@@ -792,6 +961,7 @@ impl Model {
                 }
             }
             let run = Stepped {
+                opened: evs[0].at,
                 counted,
                 stop: stop.map(|s| s.0),
                 level: stop.map_or(priority, |s| s.1),
@@ -871,6 +1041,7 @@ impl Model {
                     }
                 }
                 let run = Stepped {
+                    opened: evs[0].at,
                     counted,
                     stop: stop.map(|s| s.0),
                     level: stop.map_or(severity, |s| s.1),
@@ -1012,6 +1183,8 @@ enum ScopeM {
 struct Obs {
     customers: BTreeMap<String, (String, String)>,
     numbers: BTreeMap<(&'static str, String, String), [i64; 4]>,
+    /// The objective of each window (version at its last counted instant).
+    objectives: BTreeMap<(&'static str, String, String), f64>,
     breaches: BTreeMap<&'static str, BTreeSet<BreachM>>,
 }
 
@@ -1054,6 +1227,15 @@ fn observe_model(model: &Model, now: Millis, day: i64) -> Obs {
     for slo in &SLOS {
         for scope in scopes(model) {
             for (w, from, to) in windows(now, day) {
+                let segment = match &scope {
+                    ScopeM::Customer(id) => Some(model.customers[id].segment.as_str()),
+                    ScopeM::Segment(s) => Some(s.as_str()),
+                    ScopeM::All | ScopeM::Zone(_) => None,
+                };
+                obs.objectives.insert(
+                    (slo.name, format!("{scope:?}"), w.clone()),
+                    slo.objective(segment, to.min(now) - 1),
+                );
                 obs.numbers.insert(
                     (slo.name, format!("{scope:?}"), w),
                     model.numbers(slo, &scope, from, to, now),
@@ -1104,6 +1286,8 @@ fn observe_engine(e: &Engine, model: &Model, now: Millis, day: i64) -> Obs {
                 let value = match &es {
                     Some(es) => {
                         let n = e.numbers(s, es, from, to, now);
+                        obs.objectives
+                            .insert((slo.name, format!("{scope:?}"), w.clone()), n.objective);
                         [
                             whole(n.total),
                             whole(n.good),
@@ -1140,6 +1324,12 @@ fn diff(left: &str, a: &Obs, right: &str, b: &Obs) -> Vec<String> {
             "customers: {left} {:?} / {right} {:?}",
             a.customers, b.customers
         ));
+    }
+    for (k, va) in &a.objectives {
+        let vb = b.objectives.get(k);
+        if vb != Some(va) {
+            out.push(format!("{k:?} objective: {left} {va:?} / {right} {vb:?}"));
+        }
     }
     for (k, va) in &a.numbers {
         let vb = b.numbers.get(k);
@@ -1213,6 +1403,7 @@ type ProbeGen = (
     bool,
     u16,
     (Option<&'static str>, Option<&'static str>),
+    i64,
 );
 
 /// Offsets from an item's base minute: often equal (ties), mostly close,
@@ -1325,6 +1516,8 @@ fn gen_probe() -> impl Strategy<Value = ProbeGen> {
         proptest::bool::weighted(0.85),
         any::<u16>(),
         attrs(),
+        // Within both thresholds, within the newer one only, within none.
+        prop::sample::select(vec![20i64, 100, 101, 200, 300, 301, 400]),
     )
 }
 
@@ -1401,7 +1594,7 @@ fn build(tickets: Vec<TicketGen>, incidents: Vec<IncidentGen>, probes: Vec<Probe
             });
         }
     }
-    for (n, (cust, minute, success, api, salt, (segment, timezone))) in
+    for (n, (cust, minute, success, api, salt, (segment, timezone), latency)) in
         probes.into_iter().enumerate()
     {
         out.push(Ev {
@@ -1411,6 +1604,7 @@ fn build(tickets: Vec<TicketGen>, incidents: Vec<IncidentGen>, probes: Vec<Probe
                 customer: NAMES[cust],
                 success,
                 service: if api { "api" } else { "web" },
+                latency,
                 segment,
                 timezone,
             },
@@ -1610,8 +1804,9 @@ fn model_calendar_counts_the_repeated_hours() {
 
 #[test]
 fn model_breach_instant_on_a_business_calendar() {
-    // acme, enterprise P1 response = 30m, opened Fri 2026-10-23 16:45 CEST
-    // (14:45Z): 15 min Friday, then Sunday 01:30 CEST (Oct 24 23:30Z) + 15 min.
+    // acme, enterprise P1 response = 1h under the terms before 2026-10-28,
+    // opened Fri 2026-10-23 16:45 CEST (14:45Z): 15 min Friday, then Sunday
+    // 01:30 CEST (Oct 24 23:30Z) + 45 min.
     let now = grid_end() - HOUR;
     let events = vec![tev(
         "1",
@@ -1626,7 +1821,7 @@ fn model_breach_instant_on_a_business_calendar() {
         .iter()
         .map(|b| (b.breached_at, b.stopped_at))
         .collect();
-    assert_eq!(b, vec![(t("2026-10-24T23:45:00Z"), None)]);
+    assert_eq!(b, vec![(t("2026-10-25T00:15:00Z"), None)]);
 }
 
 // ---------------------------------------------------------------------------
@@ -1641,6 +1836,7 @@ fn zeta_probe(id: &str, at: &str, segment: Option<&'static str>) -> Ev {
             customer: "zeta",
             success: true,
             service: "api",
+            latency: 20,
             segment,
             timezone: None,
         },

@@ -17,7 +17,9 @@ use prometheus::{
 };
 
 use crate::engine::customers::zone_of;
-use crate::engine::query::{ClockState, Numbers, Scope};
+use crate::engine::query::{
+    exhaustion as exhaustion_of, ClockState, Numbers, Scope, EXHAUSTION_LOOKBACK,
+};
 use crate::engine::Engine;
 use crate::model::slo::{SloWindow, PRIORITIES, SEVERITIES};
 use crate::model::time::{format_duration, Millis, DAY, HOUR, MINUTE};
@@ -235,6 +237,13 @@ fn slo_metrics(r: &Registry, engine: &Engine, now: Millis, opts: &ExportOptions)
         "Events counted by the SLO (probes, clocks at their evaluation instant), by outcome.",
         &["slo", "segment", "timezone", "outcome"],
     );
+    let exhaustion = gauge(
+        r,
+        "slastream_slo_budget_exhaustion_seconds",
+        "Seconds until the SLO's own window runs out of error budget at the 6h burn rate \
+         (0 once spent; absent when nothing burns or there is no data).",
+        &["slo", "segment", "timezone"],
+    );
     let groups = engine.customers.groups();
     for s in 0..engine.settings.slos.len() {
         let def = engine.slo(s);
@@ -249,7 +258,7 @@ fn slo_metrics(r: &Registry, engine: &Engine, now: Millis, opts: &ExportOptions)
             };
             objective
                 .with_label_values(&[&def.name, seg])
-                .set(engine.objective(s, &scope));
+                .set(engine.objective_at(s, &scope, now));
         }
         for (g, group) in groups.iter().enumerate() {
             let scope = Scope::Filter {
@@ -264,6 +273,12 @@ fn slo_metrics(r: &Registry, engine: &Engine, now: Millis, opts: &ExportOptions)
                 l.push("");
             }
             set_ratios(&attainment, &budget, &l, &n);
+            let burn_6h = engine.burn_rate(s, &scope, EXHAUSTION_LOOKBACK, now);
+            if let Some(secs) = exhaustion_of(&n, burn_6h, (to - from) as f64 / 1000.0) {
+                exhaustion
+                    .with_label_values(&[&*def.name, &*group.segment, &*group.timezone])
+                    .set(secs);
+            }
             for (name, len) in LOOKBACKS {
                 let mut bl = vec![&*def.name, &*group.segment, &*group.timezone, name];
                 if opts.per_customer {

@@ -144,9 +144,127 @@ pub struct SloDef {
     pub segment_targets: BTreeMap<String, Targets>,
     /// `incident_availability` only; as level indices.
     pub severities: BTreeSet<Level>,
+    /// Earlier versions of the terms, oldest first, `until` strictly
+    /// increasing (SPEC §2.3). The fields above are the newest version, in
+    /// force from the last `until` on (from the beginning when empty).
+    #[serde(default)]
+    pub history: Vec<SloVersion>,
+}
+
+/// The part of an SLO a definition history can change (SPEC §2.3); every
+/// other field of [`SloDef`] is the same in every version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SloTerms {
+    pub objective: f64,
+    pub segment_objectives: BTreeMap<String, f64>,
+    pub threshold_ms: Option<f64>,
+    pub targets: Targets,
+    pub segment_targets: BTreeMap<String, Targets>,
+}
+
+impl SloTerms {
+    pub fn objective_for(&self, segment: &str) -> f64 {
+        self.segment_objectives
+            .get(segment)
+            .copied()
+            .unwrap_or(self.objective)
+    }
+
+    pub fn target_for(&self, segment: &str, level: Level) -> Option<Millis> {
+        self.segment_targets
+            .get(segment)
+            .and_then(|t| t[level as usize])
+            .or(self.targets[level as usize])
+    }
+}
+
+/// An earlier version of an SLO: `terms` applied before `until`, from the
+/// previous version's `until` on. Keys the configuration omitted are
+/// already filled in from the next newer version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SloVersion {
+    pub until: Millis,
+    /// Why the terms changed at `until` (a change request, a review).
+    pub change: String,
+    pub terms: SloTerms,
+}
+
+/// Which version of an SLO is in force at an instant: an index into
+/// `history`, or the newest one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionAt {
+    History(usize),
+    Newest,
 }
 
 impl SloDef {
+    /// The newest version's terms (the top-level keys of the configuration).
+    pub fn newest_terms(&self) -> SloTerms {
+        SloTerms {
+            objective: self.objective,
+            segment_objectives: self.segment_objectives.clone(),
+            threshold_ms: self.threshold_ms,
+            targets: self.targets,
+            segment_targets: self.segment_targets.clone(),
+        }
+    }
+
+    /// The version in force at instant `t`: the first whose `until` is
+    /// after `t`.
+    pub fn version_at(&self, t: Millis) -> VersionAt {
+        match self.history.iter().position(|v| t < v.until) {
+            Some(i) => VersionAt::History(i),
+            None => VersionAt::Newest,
+        }
+    }
+
+    /// [from, until) of each version, oldest first (`None` = unbounded).
+    pub fn version_spans(&self) -> Vec<(Option<Millis>, Option<Millis>)> {
+        let mut out = Vec::with_capacity(self.history.len() + 1);
+        let mut from = None;
+        for v in &self.history {
+            out.push((from, Some(v.until)));
+            from = Some(v.until);
+        }
+        out.push((from, None));
+        out
+    }
+
+    /// The objective for a customer segment in force at `t`.
+    pub fn objective_at(&self, segment: Option<&str>, t: Millis) -> f64 {
+        match self.version_at(t) {
+            VersionAt::History(i) => {
+                let terms = &self.history[i].terms;
+                segment.map_or(terms.objective, |s| terms.objective_for(s))
+            }
+            VersionAt::Newest => segment.map_or(self.objective, |s| self.objective_for(s)),
+        }
+    }
+
+    /// The target for a segment and level in force at `t` (a clock opened at `t`).
+    pub fn target_at(&self, segment: &str, level: Level, t: Millis) -> Option<Millis> {
+        match self.version_at(t) {
+            VersionAt::History(i) => self.history[i].terms.target_for(segment, level),
+            VersionAt::Newest => self.target_for(segment, level),
+        }
+    }
+
+    /// `threshold_ms` in force at `t` (a probe that occurred at `t`).
+    pub fn threshold_at(&self, t: Millis) -> Option<f64> {
+        match self.version_at(t) {
+            VersionAt::History(i) => self.history[i].terms.threshold_ms,
+            VersionAt::Newest => self.threshold_ms,
+        }
+    }
+
+    /// The terms in force at `t`.
+    pub fn terms_at(&self, t: Millis) -> SloTerms {
+        match self.version_at(t) {
+            VersionAt::History(i) => self.history[i].terms.clone(),
+            VersionAt::Newest => self.newest_terms(),
+        }
+    }
+
     pub fn objective_for(&self, segment: &str) -> f64 {
         self.segment_objectives
             .get(segment)

@@ -28,6 +28,21 @@ impl RocksStore {
         })
     }
 
+    /// Opens an existing state for reading only: nothing can be written,
+    /// and a process running on it meanwhile is not disturbed.
+    pub fn open_read_only(path: &Path) -> Result<RocksStore, StoreError> {
+        let opts = Options::default();
+        let db =
+            DB::open_for_read_only(&opts, path, false).map_err(|source| StoreError::Rocks {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(RocksStore {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
     fn err(&self, source: rocksdb::Error) -> StoreError {
         StoreError::Rocks {
             path: self.path.display().to_string(),

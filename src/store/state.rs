@@ -17,15 +17,23 @@
 //! - `a` + fingerprint         alert episode (labels, status, targets owed)
 //! - `q` + seq (u64 BE)       dead-letter outbox: written with the batch that
 //!   produced it, deleted once the broker acknowledged it
+//! - `s` + slo name           the SLO definition (JSON, with its history) the
+//!   state last ran with, rewritten at each start that found a difference
+//! - `y` + seq (u64 BE)       an audit entry `slo_definition` (JSON): a
+//!   difference found at a start; `seq` is shared with the audit entries of `x`
 //!
 //! Clock contributions and downtime are derived: `restore` recomputes them
 //! from the stored events, so they can never disagree with them.
 //!
 //! Format versions: 1 is the layout without a `v` key, whose bucket keys
 //! joined their parts with `\0` (so a customer id holding `\0` could not be
-//! read back); 2 is the current one. `restore` writes the version into an
-//! empty store, migrates a version 1 store in one atomic batch, and refuses a
-//! version it does not know.
+//! read back); 2 has length-prefixed bucket keys; 3, the current one, adds
+//! the `s` and `y` tables (a version 2 state has none: its definitions were
+//! never recorded). A binary reading only version 2 would run on a version 3
+//! state without recording its definitions, so the next start would audit
+//! against stale ones: it is refused instead. `restore` writes the version
+//! into an empty store, migrates an older store in one atomic batch, and
+//! refuses a version it does not know.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +42,10 @@ use crate::config::Config;
 use crate::engine::buckets::Counts;
 use crate::engine::clock::{IncidentEv, TicketEv};
 use crate::engine::customers::SeenCustomer;
+use crate::engine::versions::{diff_definitions, DefinitionChange};
 use crate::engine::{AuditEntry, Engine, RuntimeExclusion};
+use crate::model::slo::SloDef;
+use crate::model::time::{Clock, Millis};
 
 const WATERMARK: &[u8] = b"w";
 const EXCLUSIONS: &[u8] = b"x";
@@ -44,7 +55,12 @@ const VERSION: &[u8] = b"v";
 const UNREADABLE_V1: u8 = b'z';
 
 /// The format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+
+/// Table of the SLO definitions the state last ran with.
+const DEFINITIONS: u8 = b's';
+/// Table of the `slo_definition` audit entries.
+const DEFINITION_AUDIT: u8 = b'y';
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     // Encoding plain data into a Vec cannot fail.
@@ -167,6 +183,17 @@ pub fn prepare(store: &dyn Store) -> Result<Prepared, StoreError> {
                 found,
                 ..Prepared::default()
             })
+        }
+        Some(2) => {
+            // Version 3 only adds tables: a version 2 state is one whose
+            // definitions were never recorded.
+            let mut b = Batch::default();
+            b.put(VERSION.to_vec(), FORMAT_VERSION.to_be_bytes().to_vec());
+            store.write(b)?;
+            return Ok(Prepared {
+                found,
+                ..Prepared::default()
+            });
         }
         Some(found) => {
             return Err(StoreError::Version {
@@ -375,12 +402,188 @@ pub fn dirty_batch(engine: &mut Engine) -> Batch {
     b
 }
 
+fn json_of<T: Serialize>(v: &T) -> Vec<u8> {
+    // Plain data (strings, numbers, maps with string keys) always encodes.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn json_from<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.escape_ascii().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// The SLO definitions the state last ran with, in name order; `None` when
+/// it never recorded any (a new state, or one written before definitions
+/// were recorded). Reads only.
+pub fn recorded_definitions(store: &dyn Store) -> Result<Option<Vec<SloDef>>, StoreError> {
+    let entries = store.scan(&[DEFINITIONS])?;
+    if entries.is_empty() {
+        // A state whose definitions were all removed still records that
+        // it ran with none: an empty `s` marker key.
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        if k.len() == 1 {
+            continue;
+        }
+        out.push(json_from(&k, &v)?);
+    }
+    Ok(Some(out))
+}
+
+/// Every `slo_definition` audit entry, oldest first. Reads only.
+pub fn definition_audit(store: &dyn Store) -> Result<Vec<DefinitionChange>, StoreError> {
+    store
+        .scan(&[DEFINITION_AUDIT])?
+        .iter()
+        .map(|(k, v)| json_from(k, v))
+        .collect()
+}
+
+/// Whether the store holds anything an engine was fed (a watermark).
+fn has_processed(store: &dyn Store) -> Result<bool, StoreError> {
+    Ok(store.get(WATERMARK)?.is_some())
+}
+
+/// How the SLO definitions of `cfg` differ from those the state in `store`
+/// last ran with, as the audit entries a start at `start` would append
+/// (SPEC §3 Definition versions). Reads only: `check-config --state`.
+pub fn pending_definition_changes(
+    cfg: &Config,
+    store: &dyn Store,
+    start: Millis,
+) -> Result<DefinitionsFound, StoreError> {
+    if let Some(v) = store.get(VERSION)? {
+        let found = v
+            .as_slice()
+            .try_into()
+            .map(u32::from_be_bytes)
+            .unwrap_or(u32::MAX);
+        if found > FORMAT_VERSION {
+            return Err(StoreError::Version {
+                location: store.location(),
+                found,
+                supported: FORMAT_VERSION,
+            });
+        }
+    }
+    let Some(before) = recorded_definitions(store)? else {
+        return Ok(DefinitionsFound::NotRecorded {
+            processed: has_processed(store)?,
+        });
+    };
+    let audit = definition_audit(store)?;
+    let exclusions: Option<ExclusionState> = store
+        .get(EXCLUSIONS)?
+        .map(|v| decode(EXCLUSIONS, &v))
+        .transpose()?;
+    let last = |a: Option<u64>, b: Option<u64>| a.max(b).unwrap_or(0);
+    let seq = last(
+        audit.last().map(|d| d.seq),
+        exclusions.and_then(|x| x.audit.last().map(|a| a.seq)),
+    ) + 1;
+    Ok(DefinitionsFound::Changes(diff_definitions(
+        &before, &cfg.slos, start, seq,
+    )))
+}
+
+/// The lines `check-config --state` prints about the state at `location`.
+pub fn describe_definitions(found: &DefinitionsFound, location: &str) -> Vec<String> {
+    match found {
+        DefinitionsFound::NotRecorded { processed: false } => vec![format!(
+            "state at {location}: no SLO definitions recorded yet; the next start records them"
+        )],
+        DefinitionsFound::NotRecorded { processed: true } => vec![format!(
+            "state at {location}: written before SLO definitions were recorded; the next start \
+             records them, earlier changes cannot be told"
+        )],
+        DefinitionsFound::Changes(c) if c.is_empty() => vec![format!(
+            "state at {location}: SLO definitions unchanged since it last ran"
+        )],
+        DefinitionsFound::Changes(c) => {
+            let mut out = vec![format!(
+                "state at {location}: {} SLO definition change{} since it last ran \
+                 (the next start appends each to the audit log):",
+                c.len(),
+                if c.len() == 1 { "" } else { "s" }
+            )];
+            out.extend(c.iter().map(|c| format!("  {}", c.describe())));
+            out
+        }
+    }
+}
+
+/// What a start finds about the SLO definitions of its state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DefinitionsFound {
+    /// The state never recorded its definitions; `processed`: it holds
+    /// events nonetheless (written before definitions were recorded), so
+    /// earlier changes cannot be told.
+    NotRecorded { processed: bool },
+    /// The differences (empty: none).
+    Changes(Vec<DefinitionChange>),
+}
+
+/// Compares the SLO definitions of `cfg` with those the state last ran
+/// with, appends each difference to the engine's audit log, logs it, and
+/// persists the definitions and the entries in one batch, before any event
+/// of this start is applied.
+fn record_definitions(
+    cfg: &Config,
+    store: &dyn Store,
+    e: &mut Engine,
+    start: Millis,
+) -> Result<(), StoreError> {
+    let found = pending_definition_changes(cfg, store, start)?;
+    let mut b = Batch::default();
+    match found {
+        DefinitionsFound::NotRecorded { processed } => {
+            if processed {
+                tracing::info!(
+                    "SLO definitions recorded for the first time: changes made before this start cannot be told"
+                );
+            }
+        }
+        DefinitionsFound::Changes(changes) if changes.is_empty() => return Ok(()),
+        DefinitionsFound::Changes(changes) => {
+            for c in changes {
+                if c.retroactive {
+                    tracing::warn!(slo = %c.slo, seq = c.seq, "{}", c.describe());
+                } else {
+                    tracing::info!(slo = %c.slo, seq = c.seq, "{}", c.describe());
+                }
+                let mut k = vec![DEFINITION_AUDIT];
+                k.extend_from_slice(&c.seq.to_be_bytes());
+                b.put(k, json_of(&c));
+                if c.after.is_none() {
+                    b.delete(key(DEFINITIONS, c.slo.as_bytes()));
+                }
+                e.definition_changes.push(c);
+            }
+        }
+    }
+    b.put(vec![DEFINITIONS], Vec::new());
+    for slo in &cfg.slos {
+        b.put(key(DEFINITIONS, slo.name.as_bytes()), json_of(slo));
+    }
+    store.write(b)
+}
+
 /// Builds an engine for `cfg` from the state in `store`, recomputing every
-/// derived number. Tracks changes from then on.
+/// derived number. Tracks changes from then on. The SLO definitions are
+/// compared with those the state last ran with at the wall clock's now.
 ///
 /// Runs [`prepare`] first: a store of an older layout is migrated, one of a
 /// newer layout refused.
 pub fn restore(cfg: &Config, store: &dyn Store) -> Result<Engine, StoreError> {
+    restore_at(cfg, store, crate::model::time::WallClock.now())
+}
+
+/// [`restore`] with the start instant given.
+pub fn restore_at(cfg: &Config, store: &dyn Store, start: Millis) -> Result<Engine, StoreError> {
     let prepared = prepare(store)?;
     if prepared.migrated > 0 || !prepared.unreadable.is_empty() {
         tracing::info!(
@@ -415,6 +618,8 @@ pub fn restore(cfg: &Config, store: &dyn Store) -> Result<Engine, StoreError> {
         e.runtime_exclusions = x.runtime;
         e.audit = x.audit;
     }
+    e.definition_changes = definition_audit(store)?;
+    record_definitions(cfg, store, &mut e, start)?;
     for (k, v) in store.scan(b"b")? {
         let Some((slo, cust, start)) = parse_bucket_key(&k) else {
             return Err(StoreError::Corrupt {

@@ -9,6 +9,7 @@ mod common;
 mod dashboards;
 mod deploy;
 mod golden;
+mod history;
 mod input;
 mod kafka;
 mod liveness;
