@@ -80,6 +80,9 @@ pub struct Lane {
     reseek: Option<Seek>,
     /// Messages skipped because they no longer exist, not yet counted.
     skipped: u64,
+    /// The stored position was beyond the high watermark at assignment:
+    /// the first message tells whether the topic was recreated.
+    beyond_end: bool,
     /// High watermark observed at assignment, until reached.
     target: Option<i64>,
     reached: bool,
@@ -107,6 +110,7 @@ impl Lane {
             last_seek_beginning: false,
             reseek: None,
             skipped: 0,
+            beyond_end: false,
             target: None,
             reached: false,
         };
@@ -123,9 +127,32 @@ impl Lane {
         self.buf.len()
     }
 
+    pub fn buffered_bytes(&self) -> usize {
+        self.buf_bytes
+    }
+
     /// Buffers a fetched message, unless it was applied or buffered already
     /// or the fetch skipped ahead of the expected position.
     pub fn push(&mut self, offset: i64, key: Option<&[u8]>, raw: &[u8], now: Instant) {
+        if std::mem::take(&mut self.beyond_end) {
+            if let Some(stored) = self.resync.filter(|t| offset < *t && self.reseeks == 0) {
+                // Asked for a position past the end, the broker restarted
+                // the partition lower: the topic was recreated.
+                tracing::error!(
+                    topic = %self.topic,
+                    partition = self.partition,
+                    stored,
+                    got = offset,
+                    "the stored offset is beyond the end of the partition and the broker \
+                     restarted it below: the topic was recreated; reading it from the beginning"
+                );
+                self.resync = None;
+                self.fetched_next = None;
+                self.next = None;
+                self.target = None;
+                self.reached = false;
+            }
+        }
         if let Some(target) = self.resync {
             // Still finding its position: it delivers, so it still counts.
             self.last_event = now;
@@ -238,6 +265,14 @@ impl Lane {
     pub fn set_target(&mut self, high: i64, start: i64) {
         self.reached = start >= high;
         self.target = Some(high);
+    }
+
+    /// The stored position is beyond the high watermark: if the first
+    /// message comes from below it, the topic was recreated and is read from
+    /// there. (A broker whose watermark lags its log delivers from the
+    /// position itself, and nothing changes.)
+    pub fn suspect_beyond_end(&mut self) {
+        self.beyond_end = true;
     }
 
     /// Whether its watermarks are still to be read.
@@ -524,6 +559,36 @@ mod tests {
         assert_eq!(l.take_skipped(), 0);
         l.push(8001, None, b"x", t0);
         assert_eq!(l.buffered(), 2);
+    }
+
+    #[test]
+    fn a_recreated_topic_is_read_from_its_beginning() {
+        let t0 = Instant::now();
+        // Stored 100; the new topic holds offsets 0..30, and the broker
+        // restarts the fetch at 0.
+        let mut l = Lane::new("a", 0, Some(100), t0);
+        l.suspect_beyond_end();
+        l.push(0, None, b"x", t0);
+        l.push(1, None, b"x", t0);
+        assert_eq!(l.buffered(), 2);
+        assert!(l.needs_target(), "its catch-up target is read again");
+        assert_eq!(l.next, None);
+
+        // A watermark that only lagged: the broker serves the position.
+        let mut l = Lane::new("a", 0, Some(100), t0);
+        l.suspect_beyond_end();
+        l.push(100, None, b"x", t0);
+        l.push(101, None, b"x", t0);
+        assert_eq!(l.buffered(), 2);
+        assert_eq!(l.next, Some(100));
+        // ... and skips already-applied copies as always.
+        let mut l = Lane::new("a", 0, Some(100), t0);
+        l.suspect_beyond_end();
+        l.push(120, None, b"x", t0);
+        assert!(l.take_reseek().is_some());
+        l.push(90, None, b"x", t0);
+        l.push(100, None, b"x", t0);
+        assert_eq!(l.buffered(), 1);
     }
 
     #[test]

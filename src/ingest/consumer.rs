@@ -348,18 +348,17 @@ impl Member {
                     from
                 }
                 Start::Recreated { stored, high } => {
-                    tracing::error!(
+                    tracing::warn!(
                         %topic,
                         partition,
                         stored,
                         high_watermark = high,
-                        "the stored offset is beyond the end of the partition: the topic was \
-                         recreated; reading it from the beginning"
+                        "the stored offset is beyond the end of the partition; if the broker \
+                         restarts the partition below it, the topic was recreated and is read \
+                         from the beginning"
                     );
-                    self.lanes[i].restart_at(None, Instant::now());
-                    self.lanes[i].next = None;
-                    self.seek(&self.lanes[i], Seek::Beginning);
-                    low
+                    self.lanes[i].suspect_beyond_end();
+                    stored
                 }
             };
             self.lanes[i].set_target(high, start);

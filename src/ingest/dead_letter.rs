@@ -570,3 +570,42 @@ mod tests {
         )));
     }
 }
+
+#[cfg(test)]
+mod outbox_tests {
+    use super::*;
+    use crate::store::MemStore;
+
+    fn letter(n: usize, size: usize) -> DeadLetter {
+        DeadLetter {
+            raw: vec![b'x'; size],
+            key: None,
+            reason: "invalid".into(),
+            topic: "sla.probes".into(),
+            partition: 0,
+            offset: n as i64,
+        }
+    }
+
+    #[test]
+    fn the_outbox_in_memory_is_bounded() {
+        // Nothing is sent here: the broker address is never contacted.
+        let mut kafka = crate::config::Config::default().kafka;
+        kafka.brokers = "127.0.0.1:1".into();
+        let store = MemStore::default();
+        let mut d =
+            DeadLetters::open(&kafka, &store, &CancellationToken::new()).expect("outbox opens");
+        let mut batch = Batch::default();
+        let each = 1 << 20;
+        let n = MAX_PENDING_BYTES / each;
+        d.stage(&mut batch, (0..n - 1).map(|i| letter(i, each)).collect());
+        assert!(!d.is_full());
+        d.stage(&mut batch, vec![letter(n, each)]);
+        assert!(d.is_full());
+        // A rejected entry leaves memory (it stays in the store).
+        d.park(0);
+        assert!(!d.is_full());
+        assert_eq!(d.parked(), 1);
+        assert_eq!(d.pending(), n - 1);
+    }
+}

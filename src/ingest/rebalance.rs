@@ -19,7 +19,7 @@ use crate::store::{state, Store};
 
 /// How long a subscribed consumer may hold fewer than every partition before
 /// it rejoins the group.
-pub const REJOIN_AFTER: Duration = Duration::from_secs(60);
+pub const REJOIN_AFTER: Duration = Duration::from_secs(30);
 /// Rejoins in a row that still leave it short before the consumer gives up
 /// (and the process exits non-zero, for its supervisor to restart it).
 pub const MAX_REJOINS: u32 = 3;

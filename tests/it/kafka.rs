@@ -745,3 +745,41 @@ async fn a_consumer_holding_too_few_partitions_rejoins_and_consumes_again() {
     let (ok, _) = p.terminate();
     assert!(ok, "SIGTERM must exit 0");
 }
+
+#[test]
+fn shutdown_is_not_held_up_by_the_start_up_outbox_check_when_no_broker_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_dir = dir.path().join("state");
+    // A dead letter left in the outbox: start-up compares it with the
+    // dead-letter topic before sending it.
+    {
+        let store = RocksStore::open(&state_dir).expect("open state");
+        let mut batch = slastream::store::Batch::default();
+        state::put_outbox(
+            &mut batch,
+            0,
+            &dead_letter::DeadLetter {
+                raw: b"{bad".to_vec(),
+                key: None,
+                reason: "invalid".into(),
+                topic: "sla.probes".into(),
+                partition: 0,
+                offset: 7,
+            },
+        );
+        slastream::store::Store::write(&store, batch).expect("write");
+    }
+    // Nothing listens there.
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let p = Pipeline::start(&nobody, &state_dir, &dir.path().join("run.log"));
+    wait_for("/healthz", Duration::from_secs(30), || {
+        p.get("/healthz").is_some_and(|(s, _)| s == 200)
+    });
+    let (ok, took) = p.terminate();
+    assert!(ok, "SIGTERM must exit 0");
+    assert!(took < Duration::from_secs(6), "shutdown took {took:?}");
+    // The entry was neither sent nor lost.
+    let store = RocksStore::open(&state_dir).expect("open state");
+    let left: Vec<(u64, dead_letter::DeadLetter)> = state::outbox(&store).expect("outbox");
+    assert_eq!(left.len(), 1);
+}
