@@ -201,6 +201,10 @@ pub fn spawn_ingest(
         health,
     } = parts;
     let wake = Arc::new(tokio::sync::Notify::new());
+    // Alerts hold until the consumer has read what was waiting for it (after
+    // a start, a rebalance or a broker outage), so nothing that happened
+    // meanwhile pages as a breach.
+    let caught_up = Arc::new(AtomicBool::new(false));
     let alerter = Alerter::open(
         cfg,
         engine.clone(),
@@ -208,8 +212,7 @@ pub fn spawn_ingest(
         clock.clone(),
         Some(pipeline.clone()),
         true,
-        // Until the consumer reports it, the engine counts as caught up.
-        Arc::new(AtomicBool::new(true)),
+        caught_up.clone(),
     )?;
     let alerts = {
         let token = shutdown.clone();
@@ -227,7 +230,7 @@ pub fn spawn_ingest(
                 clock: clock.as_ref(),
                 shutdown: &token,
                 ready: &ready,
-                caught_up: Arc::new(AtomicBool::new(false)),
+                caught_up,
                 lag,
                 metrics: Some(pipeline),
                 batch_done: Some(wake),

@@ -783,3 +783,111 @@ fn shutdown_is_not_held_up_by_the_start_up_outbox_check_when_no_broker_answers()
     let left: Vec<(u64, dead_letter::DeadLetter)> = state::outbox(&store).expect("outbox");
     assert_eq!(left.len(), 1);
 }
+
+/// A store whose `fail_at`-th write fails (a full disk, an I/O error), or
+/// panics with `panic`; every other call goes to RocksDB.
+struct FailingStore {
+    inner: RocksStore,
+    writes: std::sync::atomic::AtomicU32,
+    fail_at: u32,
+    panic: bool,
+}
+
+impl slastream::store::Store for FailingStore {
+    fn write(&self, batch: slastream::store::Batch) -> Result<(), slastream::store::StoreError> {
+        let n = self
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if n >= self.fail_at {
+            if self.panic {
+                panic!("injected panic in a store write");
+            }
+            return Err(slastream::store::StoreError::Corrupt {
+                key: "(any)".into(),
+                reason: "injected write failure".into(),
+            });
+        }
+        self.inner.write(batch)
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+    ) -> Result<slastream::store::Entries, slastream::store::StoreError> {
+        self.inner.scan(prefix)
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, slastream::store::StoreError> {
+        self.inner.get(key)
+    }
+    fn compact(&self) -> Result<(), slastream::store::StoreError> {
+        self.inner.compact()
+    }
+}
+
+/// `slastream run` in this process, on a store that fails at its
+/// `fail_at`-th write: the run must end (not linger) with the failure.
+async fn run_on_failing_store(broker: &str, state: &Path, fail_at: u32, panic: bool) -> String {
+    let mut cfg = shipped_config(state);
+    cfg.kafka.brokers = broker.to_string();
+    cfg.http.listen = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let open: slastream::app::StoreOpener = Box::new(move |cfg: &Config| {
+        std::fs::create_dir_all(&cfg.state.path)?;
+        let store: std::sync::Arc<dyn slastream::store::Store> =
+            std::sync::Arc::new(FailingStore {
+                inner: RocksStore::open(&cfg.state.path)?,
+                writes: std::sync::atomic::AtomicU32::new(0),
+                fail_at,
+                panic,
+            });
+        Ok(store)
+    });
+    let token = tokio_util::sync::CancellationToken::new();
+    let run = slastream::app::run_with(cfg, token.clone(), open);
+    let result = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("a failed store ends the run instead of leaving it half alive");
+    assert!(token.is_cancelled(), "the failure cancels every other part");
+    format!(
+        "{:#}",
+        result.expect_err("a failed store write is a failure of the process")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_store_ends_the_process_and_a_restart_resumes_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start("memory://tansu/", dir.path());
+    let k = kafka_cfg(&broker.addr());
+    broker.create_topics(&k);
+    let cfg = shipped_config(dir.path());
+    let input = dir.path().join("events.ndjson");
+    crate::common::write_lines(&input, &crate::common::sample_lines(&cfg, 0.1, 14, 5));
+    let lines = non_empty_lines(&input);
+    publish_ndjson(&k, &input).expect("publish");
+    let state = dir.path().join("state");
+
+    let why = run_on_failing_store(&broker.addr(), &state, 4, false).await;
+    assert!(why.contains("injected write failure"), "{why}");
+    let why = run_on_failing_store(&broker.addr(), &state, 7, true).await;
+    assert!(why.contains("panicked"), "{why}");
+    let done: u64 = stored_positions(&state).values().sum::<i64>() as u64;
+    assert!(
+        done < lines,
+        "the failures came before the end of the input"
+    );
+
+    // The real binary resumes from what was persisted and ends exactly.
+    let log = dir.path().join("run.log");
+    let p = Pipeline::start(&broker.addr(), &state, &log);
+    p.wait_total(lines - done, Duration::from_secs(180));
+    let (ok, _) = p.terminate();
+    assert!(ok);
+    let total: i64 = stored_positions(&state).values().sum();
+    assert_eq!(
+        total as u64, lines,
+        "every message consumed exactly to the end"
+    );
+    let kafka = answers_of(&state).await;
+    let replay = replay_answers(&input, dir.path()).await;
+    assert_same(&kafka, &replay);
+}
