@@ -71,8 +71,9 @@ fn utc(ms: Millis) -> String {
     at(ms, &jiff::tz::TimeZone::UTC)
 }
 
+/// A duration to the second.
 fn seconds(s: f64) -> String {
-    format_duration((s * 1000.0).round() as Millis)
+    format_duration(s.round() as Millis * 1000)
 }
 
 fn status(s: &str) -> Markup {
@@ -371,7 +372,7 @@ fn open_rows(engine: &Engine, open: &[OpenClock], with_customer: bool) -> Markup
                         @if with_customer { td { a href=(customer_href(&cust.id)) { (cust.id.as_ref()) } } }
                         td { (o.level) }
                         td { (utc(o.started_at)) }
-                        td.num { (format_duration(o.elapsed)) }
+                        td.num { (format_duration(o.elapsed / 1000 * 1000)) }
                         td.num { (format_duration(o.target)) }
                         td { @match o.breach_at { Some(b) => (utc(b)), None => "—" } }
                     }
