@@ -5,7 +5,8 @@
 #   g++, make     RocksDB and librdkafka (build)
 # With --test, also what the tests run against:
 #   prometheus (promtool), prometheus-alertmanager (amtool), docker-compose
-#   (`docker-compose config` validates the compose file; no engine needed)
+#   (`docker-compose config` validates the compose file; no engine needed),
+#   chromium (the web UI's pages loaded headless with JavaScript off)
 set -euo pipefail
 
 need_apt=()
@@ -13,6 +14,7 @@ if [ "${1:-}" = "--test" ]; then
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
   command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
   command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 fi
 # bindgen loads libclang.so (or libclang-N.so); libclang-cpp, which a fresh
 # machine may have, is not enough.

@@ -96,7 +96,7 @@ pub async fn run_with(
     let pipeline = Arc::new(PipelineMetrics::new());
     let app = AppState::loading(
         clock.clone(),
-        cfg.http.admin_token.clone(),
+        crate::api::ApiOptions::from_config(&cfg),
         metrics_fn(ExportOptions {
             lag: Some(lag.clone()),
             pipeline: Some(pipeline.clone()),
@@ -277,7 +277,7 @@ pub async fn replay(
     let clock: Arc<dyn Clock> = Arc::new(WallClock);
     let app = AppState::loading(
         clock.clone(),
-        cfg.http.admin_token.clone(),
+        crate::api::ApiOptions::from_config(&cfg),
         metrics_fn(ExportOptions {
             pipeline: Some(Arc::new(PipelineMetrics::new())),
             ..ExportOptions::from_config(&cfg)

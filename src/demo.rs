@@ -86,7 +86,7 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
     // Ready once the history is applied, not merely assigned.
     let app = AppState::loading(
         clock.clone(),
-        cfg.http.admin_token.clone(),
+        crate::api::ApiOptions::from_config(&cfg),
         metrics,
         health.clone(),
     );
@@ -167,8 +167,9 @@ pub async fn run(mut cfg: Config, speed: f64, shutdown: CancellationToken) -> an
                 .map(|c| c.id.clone())
                 .unwrap_or_else(|| "acme".into());
             eprintln!(
-                "\nslastream demo is live (simulated clock at {speed}x, embedded Kafka broker at {brokers}).\n\
-                 Open:\n  {base}/api/v1/slos\n  {base}/metrics\n\
+                "\nslastream demo is live: open the web UI at {base}/\n\
+                 (simulated clock at {speed}x, embedded Kafka broker at {brokers})\n\
+                 Also:\n  {base}/api/v1/slos\n  {base}/metrics\n\
                  Try:\n  curl -s '{base}/api/v1/compliance?slo={slo}&customer={customer}'\n  \
                  curl -s '{base}/api/v1/breaches'\n  \
                  curl -s '{base}/api/v1/report?month={month}&format=csv'\n\

@@ -5,7 +5,7 @@
 //! state), `store` (RocksDB persistence), `ingest` (Kafka consumer, dead letters,
 //! producers), `api` (axum HTTP API), `export`
 //! (Prometheus text), `generate` (synthetic workload), `app` (wiring),
-//! `alert` (rules, durable alert state, delivery), `cli`/`report` (command
+//! `alert` (rules, durable alert state, delivery), `ui` (the web UI), `cli`/`report` (command
 //! line). See ARCHITECTURE.md.
 
 pub mod alert;
@@ -25,3 +25,4 @@ pub mod report;
 pub mod rules;
 pub mod serve;
 pub mod store;
+pub mod ui;

@@ -1,10 +1,13 @@
 //! JSON shapes of the API (SPEC §4). Whole numbers are written as integers,
 //! everything else as floats; instants as RFC 3339 UTC.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::ApiError;
+use crate::engine::customers::CustomerIdx;
 use crate::engine::query::{month_window, Breach, Numbers, Scope};
 use crate::engine::{Engine, RuntimeExclusion};
 use crate::model::slo::{
@@ -231,12 +234,42 @@ pub struct ReportRow {
     pub credit_percent: Value,
 }
 
-/// Every known customer × SLO for the month, each in the customer's zone.
-pub fn report_rows(engine: &Engine, year: i16, month: i8, now: Millis) -> Vec<ReportRow> {
+/// Every known customer × SLO for the month, each in the customer's zone;
+/// with `only`, just those customers' rows.
+pub fn report_rows(
+    engine: &Engine,
+    year: i16,
+    month: i8,
+    now: Millis,
+    only: Option<&BTreeSet<String>>,
+) -> Vec<ReportRow> {
+    report_rows_for(engine, &report_customers(engine, only), year, month, now)
+}
+
+/// The customers of the report in its order (by id), limited to `only`.
+pub fn report_customers(engine: &Engine, only: Option<&BTreeSet<String>>) -> Vec<CustomerIdx> {
+    let mut customers: Vec<_> = engine
+        .customers()
+        .iter()
+        .filter(|(_, c)| only.is_none_or(|set| set.contains(&*c.id)))
+        .map(|(idx, c)| (c.id.clone(), idx))
+        .collect();
+    customers.sort();
+    customers.into_iter().map(|(_, idx)| idx).collect()
+}
+
+/// The report rows of `customers`, in that order, each customer's SLOs in
+/// configuration order.
+pub fn report_rows_for(
+    engine: &Engine,
+    customers: &[CustomerIdx],
+    year: i16,
+    month: i8,
+    now: Millis,
+) -> Vec<ReportRow> {
     let mut rows = Vec::new();
-    let mut customers: Vec<_> = engine.customers().iter().collect();
-    customers.sort_by(|a, b| a.1.id.cmp(&b.1.id));
-    for (idx, c) in customers {
+    for &idx in customers {
+        let c = engine.customers().get(idx);
         let Some((from, to)) = month_window(year, month, &c.zone) else {
             continue;
         };

@@ -15,6 +15,10 @@ pub enum ApiError {
     Unauthorized,
     #[error("mutations are disabled: no admin token is configured")]
     Forbidden,
+    /// The token lacks the right; the same words whatever was asked for, so
+    /// nothing is learnt about other customers.
+    #[error("forbidden for this token")]
+    NotAllowed,
     #[error("request body larger than 1 MiB")]
     TooLarge,
     #[error("not ready")]
@@ -32,7 +36,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::NotAllowed => StatusCode::FORBIDDEN,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotReady | ApiError::Loading => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

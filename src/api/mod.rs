@@ -7,8 +7,12 @@
 //! answer is computed on one consistent state and the async workers (and with
 //! them `/healthz`) never wait behind a scrape. A mutation is answered only
 //! once it is persisted.
+//!
+//! Every route, the web UI's (`crate::ui`) included, sits behind one access
+//! middleware (`access::guard`, SPEC §4.1).
 
-mod dto;
+pub mod access;
+pub(crate) mod dto;
 mod error;
 
 use std::collections::HashMap;
@@ -16,8 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
@@ -30,6 +34,7 @@ use crate::model::slo::Exclusion;
 use crate::model::time::{format_rfc3339, parse_rfc3339, Clock, Millis, MINUTE};
 use crate::store::{state, Store};
 
+pub use access::{ApiOptions, Caller};
 pub use dto::REPORT_COLUMNS;
 pub use error::ApiError;
 
@@ -54,7 +59,9 @@ pub struct Loaded {
 pub struct AppState {
     loaded: Arc<OnceLock<Loaded>>,
     pub clock: Arc<dyn Clock>,
-    pub admin_token: String,
+    pub access: Arc<access::Access>,
+    /// `alerting.warn_at`, for the UI's clocks at risk.
+    pub warn_at: f64,
     pub ready: Arc<AtomicBool>,
     pub metrics: MetricsFn,
     pub health: Arc<Health>,
@@ -66,14 +73,16 @@ impl AppState {
     /// until `set_loaded`.
     pub fn loading(
         clock: Arc<dyn Clock>,
-        admin_token: String,
+        options: impl Into<ApiOptions>,
         metrics: MetricsFn,
         health: Arc<Health>,
     ) -> AppState {
+        let options = options.into();
         AppState {
             loaded: Arc::new(OnceLock::new()),
             clock,
-            admin_token,
+            access: Arc::new(access::Access::new(&options)),
+            warn_at: options.warn_at,
             ready: Arc::new(AtomicBool::new(false)),
             metrics,
             health,
@@ -86,11 +95,11 @@ impl AppState {
         engine: Arc<RwLock<Engine>>,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-        admin_token: String,
+        options: impl Into<ApiOptions>,
         metrics: MetricsFn,
     ) -> AppState {
         let health = Arc::new(Health::new(tokio_util::sync::CancellationToken::new()));
-        let st = AppState::loading(clock, admin_token, metrics, health);
+        let st = AppState::loading(clock, options, metrics, health);
         st.set_loaded(engine, store);
         st
     }
@@ -120,7 +129,18 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/exclusions/{id}", delete(delete_exclusion))
         .route("/api/v1/audit", get(audit))
-        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .merge(crate::ui::routes())
+        .fallback(|uri: axum::http::Uri| async move {
+            if uri.path().starts_with("/api/") {
+                ApiError::NotFound("no such endpoint".into()).into_response()
+            } else {
+                crate::ui::not_found()
+            }
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::guard,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -128,7 +148,7 @@ pub fn router(state: AppState) -> Router {
 type Params = Query<HashMap<String, String>>;
 
 /// Runs `f` on the blocking pool under the engine's read lock.
-async fn with_engine<T, F>(st: &AppState, f: F) -> Result<T, ApiError>
+pub(crate) async fn with_engine<T, F>(st: &AppState, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&Engine) -> Result<T, ApiError> + Send + 'static,
@@ -152,7 +172,7 @@ where
 
 /// `as_of` of every answer that reads state (SPEC §4): the watermark and the
 /// instant used as now.
-fn as_of(engine: &Engine, now: Millis) -> serde_json::Value {
+pub(crate) fn as_of(engine: &Engine, now: Millis) -> serde_json::Value {
     serde_json::json!({
         "watermark": engine.watermark().map(format_rfc3339),
         "now": format_rfc3339(now),
@@ -282,7 +302,7 @@ fn minute_param(p: &HashMap<String, String>, key: &str) -> Result<Option<Millis>
     Ok(Some(t))
 }
 
-fn month_param(p: &HashMap<String, String>) -> Result<Option<(i16, i8)>, ApiError> {
+pub(crate) fn month_param(p: &HashMap<String, String>) -> Result<Option<(i16, i8)>, ApiError> {
     match p.get("month") {
         None => Ok(None),
         Some(m) => parse_month(m).map(Some).ok_or_else(|| {
@@ -430,7 +450,11 @@ fn breaches_answer(
     ))
 }
 
-async fn report(State(st): State<AppState>, Query(p): Params) -> Result<Response, ApiError> {
+async fn report(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
     known_params(&p, &["month", "format"])?;
     let now = st.clock.now();
     let Some((y, m)) = month_param(&p)? else {
@@ -449,7 +473,7 @@ async fn report(State(st): State<AppState>, Query(p): Params) -> Result<Response
     };
     let (rows, stamp, watermark) = with_engine(&st, move |engine| {
         Ok((
-            dto::report_rows(engine, y, m, now),
+            dto::report_rows(engine, y, m, now, caller.only()),
             as_of(engine, now),
             engine.watermark(),
         ))
@@ -504,33 +528,6 @@ async fn report(State(st): State<AppState>, Query(p): Params) -> Result<Response
     }
 }
 
-fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if st.admin_token.is_empty() {
-        return Err(ApiError::Forbidden);
-    }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if constant_time_eq(given.as_bytes(), st.admin_token.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
-}
-
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= x ^ y;
-    }
-    diff == 0
-}
-
 async fn list_exclusions(State(st): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let now = st.clock.now();
     with_engine(&st, move |engine| {
@@ -560,7 +557,7 @@ async fn list_exclusions(State(st): State<AppState>) -> Result<Json<serde_json::
 /// can never carry an older copy. A store that cannot write fails the
 /// process (`Health`): memory then holds a change the disk lacks, and only a
 /// restart from the store is consistent again.
-async fn mutate<T, F>(st: &AppState, f: F) -> Result<T, ApiError>
+pub(crate) async fn mutate<T, F>(st: &AppState, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut Engine) -> Result<T, ApiError> + Send + 'static,
@@ -585,39 +582,35 @@ where
 
 async fn add_exclusion(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    authorize(&st, &headers)?;
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::TooLarge)?;
     let req: dto::ExclusionRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("invalid exclusion body: {e}")))?;
     let now = st.clock.now();
+    let who = caller.name().to_string();
     let r = mutate(&st, move |engine| {
         let (exclusion, author): (Exclusion, String) = req.validate(engine)?;
-        Ok(engine.add_exclusion(exclusion, author, now))
+        Ok(engine.add_exclusion_by(exclusion, author, who, now))
     })
     .await?;
-    tracing::info!(id = r.id, who = %r.author, "run-time exclusion added");
+    tracing::info!(id = r.id, who = %caller.name(), author = %r.author, "run-time exclusion added");
     Ok((StatusCode::CREATED, Json(dto::runtime_exclusion_json(&r))).into_response())
 }
 
 async fn delete_exclusion(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    Query(p): Params,
 ) -> Result<Response, ApiError> {
-    authorize(&st, &headers)?;
     let id: u64 = id.parse().map_err(|_| {
         ApiError::BadRequest(format!("exclusion id must be a number, got \"{id}\""))
     })?;
-    let who = p
-        .get("author")
-        .cloned()
-        .unwrap_or_else(|| "admin".to_string());
+    // `who` is the authenticated name, whatever the request claims.
+    let who = caller.name().to_string();
     let now = st.clock.now();
     let r = mutate(&st, move |engine| {
         engine
@@ -625,7 +618,7 @@ async fn delete_exclusion(
             .ok_or_else(|| ApiError::NotFound(format!("unknown exclusion {id}")))
     })
     .await?;
-    tracing::info!(id, "run-time exclusion withdrawn");
+    tracing::info!(id, who = %caller.name(), "run-time exclusion withdrawn");
     Ok(Json(dto::runtime_exclusion_json(&r)).into_response())
 }
 

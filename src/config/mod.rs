@@ -28,7 +28,7 @@ use crate::model::time::{parse_duration, parse_rfc3339, Millis, DAY, MINUTE};
 use raw::{
     quote_key, DateText, RawAlerting, RawCalendar, RawConfig, RawCredit, RawCustomer,
     RawCustomersFile, RawExclusion, RawHttp, RawIngest, RawKafka, RawLimits, RawSlo, RawSloVersion,
-    RawState,
+    RawState, RawToken,
 };
 
 /// The built-in calendar containing every instant; the default of `calendar`.
@@ -115,6 +115,8 @@ impl Default for Config {
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
                 admin_token: String::new(),
+                read_auth: false,
+                tokens: Vec::new(),
             },
             limits: LimitsConfig::default(),
             ingest: IngestConfig {
@@ -476,10 +478,149 @@ fn http(raw: RawHttp, d: HttpConfig, p: &mut Problems) -> HttpConfig {
             d.listen
         }),
     };
+    let mut names = HashMap::new();
+    let mut hashes = HashMap::new();
+    let tokens = raw
+        .tokens
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, t)| token(t, &format!("http.tokens[{i}]"), &mut names, &mut hashes, p))
+        .collect();
     HttpConfig {
         listen,
         admin_token: raw.admin_token.unwrap_or(d.admin_token),
+        read_auth: raw.read_auth.unwrap_or(d.read_auth),
+        tokens,
     }
+}
+
+/// One `[[http.tokens]]` entry: a unique name, a SHA-256 in hex (never the
+/// token), a known role, and customers exactly when the role is `customer`.
+fn token(
+    raw: RawToken,
+    path: &str,
+    names: &mut HashMap<String, String>,
+    hashes: &mut HashMap<[u8; 32], String>,
+    p: &mut Problems,
+) -> Option<TokenDef> {
+    let name = match raw.name {
+        None => {
+            p.push(format!("{path}.name"), "missing: every token needs a name");
+            None
+        }
+        Some(n) => non_empty(n, &format!("{path}.name"), p),
+    };
+    if let Some(n) = &name {
+        if let Some(first) = names.insert(n.clone(), path.to_string()) {
+            p.push(
+                format!("{path}.name"),
+                format!("duplicate token name `{n}` (also {first})"),
+            );
+        }
+    }
+    let sha256 = match raw.token_sha256 {
+        None => {
+            p.push(
+                format!("{path}.token_sha256"),
+                "missing: the SHA-256 of the token, 64 hex digits (e.g. from `sha256sum`)",
+            );
+            None
+        }
+        Some(text) => match parse_sha256(&text) {
+            Some(h) => Some(h),
+            None => {
+                p.push(
+                    format!("{path}.token_sha256"),
+                    "must be a SHA-256 in hex: exactly 64 digits 0-9 a-f (the hash, never the token)",
+                );
+                None
+            }
+        },
+    };
+    if let Some(h) = sha256 {
+        if let Some(first) = hashes.insert(h, path.to_string()) {
+            p.push(
+                format!("{path}.token_sha256"),
+                format!("the same token as {first}"),
+            );
+        }
+    }
+    let role = match raw.role.as_deref() {
+        None => {
+            p.push(
+                format!("{path}.role"),
+                "missing: one of \"admin\", \"viewer\", \"customer\"",
+            );
+            None
+        }
+        Some("admin") => Some(Role::Admin),
+        Some("viewer") => Some(Role::Viewer),
+        Some("customer") => Some(Role::Customer),
+        Some(other) => {
+            p.push(
+                format!("{path}.role"),
+                format!("unknown role `{other}`: one of \"admin\", \"viewer\", \"customer\""),
+            );
+            None
+        }
+    };
+    let customers = match (role, raw.customers) {
+        (Some(Role::Customer), None) => {
+            p.push(
+                format!("{path}.customers"),
+                "missing: a token of role \"customer\" lists the customers it may read",
+            );
+            None
+        }
+        (Some(Role::Customer), Some(list)) if list.is_empty() => {
+            p.push(
+                format!("{path}.customers"),
+                "must not be empty for role \"customer\"",
+            );
+            None
+        }
+        (Some(Role::Customer), Some(list)) => {
+            let mut ok = true;
+            for (i, c) in list.iter().enumerate() {
+                if c.trim().is_empty() {
+                    p.push(format!("{path}.customers[{i}]"), "must not be empty");
+                    ok = false;
+                }
+            }
+            ok.then_some(list)
+        }
+        (Some(r), Some(_)) => {
+            p.push(
+                format!("{path}.customers"),
+                format!(
+                    "only for role \"customer\": a token of role \"{}\" reads every customer",
+                    r.as_str()
+                ),
+            );
+            None
+        }
+        (_, None) => Some(Vec::new()),
+        (None, Some(_)) => None,
+    };
+    Some(TokenDef {
+        name: name?,
+        sha256: sha256?,
+        role: role?,
+        customers: customers?,
+    })
+}
+
+/// 64 hex digits (either case) into 32 bytes.
+fn parse_sha256(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 fn limits(raw: RawLimits, d: LimitsConfig, p: &mut Problems) -> LimitsConfig {
@@ -2679,6 +2820,110 @@ mod tests {
             &problems("[alerting]\nforecast_horizon = \"soon\"\n"),
             "alerting.forecast_horizon",
             "invalid duration",
+        );
+    }
+
+    const HASH_A: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    const HASH_B: &str = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752";
+
+    #[test]
+    fn http_tokens_are_read_with_their_roles() {
+        let c = ok(&format!(
+            r#"
+            [http]
+            read_auth = true
+            [[http.tokens]]
+            name = "acme-portal"
+            token_sha256 = "{HASH_A}"
+            role = "customer"
+            customers = ["acme", "globex"]
+            [[http.tokens]]
+            name = "ops"
+            token_sha256 = "{}"
+            role = "admin"
+            "#,
+            HASH_B.to_uppercase()
+        ));
+        assert!(c.http.read_auth);
+        assert_eq!(c.http.tokens.len(), 2);
+        assert_eq!(c.http.tokens[0].name, "acme-portal");
+        assert_eq!(c.http.tokens[0].role, Role::Customer);
+        assert_eq!(c.http.tokens[0].customers, ["acme", "globex"]);
+        assert_eq!(c.http.tokens[0].sha256[0], 0x9f);
+        assert_eq!(c.http.tokens[0].sha256[31], 0x08);
+        assert_eq!(c.http.tokens[1].role, Role::Admin);
+        assert_eq!(c.http.tokens[1].sha256[0], 0x60);
+        assert!(c.http.tokens[1].customers.is_empty());
+        assert!(!format!("{:?}", c.http.tokens[0]).contains("9f86"));
+        let d = ok("");
+        assert!(!d.http.read_auth && d.http.tokens.is_empty());
+    }
+
+    #[test]
+    fn http_token_problems_are_all_reported() {
+        let p = problems(&format!(
+            r#"
+            [http]
+            read_auth = "yes"
+            [[http.tokens]]
+            name = "a"
+            token_sha256 = "{HASH_A}"
+            role = "customer"
+            [[http.tokens]]
+            name = "b"
+            token_sha256 = "not-a-hash"
+            role = "viewer"
+            [[http.tokens]]
+            name = "c"
+            token_sha256 = "{HASH_B}"
+            role = "root"
+            [[http.tokens]]
+            name = "a"
+            token_sha256 = "{HASH_A}"
+            role = "viewer"
+            customers = ["acme"]
+            [[http.tokens]]
+            token_sha256 = "{}"
+            role = "customer"
+            customers = []
+            [[http.tokens]]
+            name = "f"
+            token_sha256 = "+{}"
+            role = "admin"
+            secret = "hunter2"
+            "#,
+            &HASH_B[..63],
+            &HASH_B[1..]
+        ));
+        assert_problem(&p, "http.read_auth", "invalid type");
+        assert_problem(&p, "http.tokens[0].customers", "missing");
+        assert_problem(&p, "http.tokens[1].token_sha256", "64 digits");
+        assert_problem(&p, "http.tokens[2].role", "unknown role `root`");
+        assert_problem(&p, "http.tokens[3].name", "duplicate token name `a`");
+        assert_problem(
+            &p,
+            "http.tokens[3].token_sha256",
+            "the same token as http.tokens[0]",
+        );
+        assert_problem(&p, "http.tokens[3].customers", "only for role \"customer\"");
+        assert_problem(&p, "http.tokens[4].name", "missing");
+        assert_problem(&p, "http.tokens[4].token_sha256", "64 digits");
+        assert_problem(&p, "http.tokens[4].customers", "must not be empty");
+        assert_problem(&p, "http.tokens[5].secret", "unknown key");
+    }
+
+    #[test]
+    fn http_token_problem_from_the_environment_names_the_variable() {
+        let p = problems_with(
+            &format!(
+                "[[http.tokens]]\nname = \"x\"\ntoken_sha256 = \"{HASH_A}\"\nrole = \"viewer\"\n"
+            ),
+            &[("SLASTREAM__HTTP__TOKENS__0__ROLE", "owner")],
+        );
+        assert_problem(
+            &p,
+            "http.tokens[0].role",
+            "SLASTREAM__HTTP__TOKENS__0__ROLE",
         );
     }
 }

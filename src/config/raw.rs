@@ -85,6 +85,19 @@ pub struct RawState {
 pub struct RawHttp {
     pub listen: Option<String>,
     pub admin_token: Option<String>,
+    pub read_auth: Option<bool>,
+    #[serde(default)]
+    pub tokens: Vec<RawToken>,
+}
+
+/// One `[[http.tokens]]` entry (SPEC §4.1).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub struct RawToken {
+    pub name: Option<String>,
+    pub token_sha256: Option<String>,
+    pub role: Option<String>,
+    pub customers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

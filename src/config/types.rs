@@ -52,6 +52,51 @@ pub struct StateConfig {
 pub struct HttpConfig {
     pub listen: SocketAddr,
     pub admin_token: String,
+    /// Every read of the API and the UI needs a token (SPEC §4.1).
+    pub read_auth: bool,
+    pub tokens: Vec<TokenDef>,
+}
+
+/// What a token may do (SPEC §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything, including mutations.
+    Admin,
+    /// Every read.
+    Viewer,
+    /// Reads scoped to the customers the token lists.
+    Customer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+            Role::Customer => "customer",
+        }
+    }
+}
+
+/// A named token: only its SHA-256 is known, never the token itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenDef {
+    pub name: String,
+    pub sha256: [u8; 32],
+    pub role: Role,
+    /// Role `customer`: the customers it may read (never empty); else empty.
+    pub customers: Vec<String>,
+}
+
+// The hash is not secret, but it has no business in logs either.
+impl std::fmt::Debug for TokenDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenDef")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("customers", &self.customers)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Bounds on what events can create (SPEC §2.1 `[limits]`); an event that

@@ -1100,15 +1100,27 @@ impl Engine {
         author: String,
         now: Millis,
     ) -> RuntimeExclusion {
+        self.add_exclusion_by(exclusion, author.clone(), author, now)
+    }
+
+    /// `add_exclusion` audited with `who` (the authenticated name) apart
+    /// from the `author` the request gave.
+    pub fn add_exclusion_by(
+        &mut self,
+        exclusion: Exclusion,
+        author: String,
+        who: String,
+        now: Millis,
+    ) -> RuntimeExclusion {
         let r = RuntimeExclusion {
             id: self.next_exclusion_id,
             exclusion,
-            author: author.clone(),
+            author,
             created_at: now,
         };
         self.next_exclusion_id += 1;
         self.runtime_exclusions.push(r.clone());
-        self.push_audit(now, author, "add", r.id, None, Some(r.clone()));
+        self.push_audit(now, who, "add", r.id, None, Some(r.clone()));
         self.recompute_all();
         r
     }

@@ -146,7 +146,10 @@ async fn runtime_exclusion_changes_a_past_month_and_is_audited() {
 
     let (_, audit) = get(&app, "/api/v1/audit").await;
     let entry = &audit["entries"][0];
-    assert_eq!(entry["who"], "alice");
+    // `who` is the authenticated name (`http.admin_token`: "admin"), the
+    // author stays as given.
+    assert_eq!(entry["who"], "admin");
+    assert_eq!(entry["after"]["author"], "alice");
     assert_eq!(entry["what"], "add");
     assert_eq!(entry["after"]["name"], "provider outage");
     assert!(entry["before"].is_null());
@@ -164,6 +167,6 @@ async fn runtime_exclusion_changes_a_past_month_and_is_audited() {
         "withdrawing restores the numbers exactly"
     );
     let (_, audit) = get(&app, "/api/v1/audit").await;
-    assert_eq!(audit["entries"][1]["who"], "bob");
+    assert_eq!(audit["entries"][1]["who"], "admin");
     assert_eq!(audit["entries"][1]["what"], "delete");
 }

@@ -223,7 +223,9 @@ async fn an_exclusion_survives_kill_9_right_after_its_201() {
     assert_eq!(x_before.as_array().map(Vec::len), Some(1), "{x_before}");
     assert_eq!(x_before[0]["name"], "maintenance");
     assert_eq!(a_before.as_array().map(Vec::len), Some(1), "{a_before}");
-    assert_eq!(a_before[0]["who"], "alice");
+    // `who` is the authenticated name (`http.admin_token`: "admin").
+    assert_eq!(a_before[0]["who"], "admin");
+    assert_eq!(x_before[0]["author"], "alice");
 
     // A withdrawal is durable the same way.
     let http3 = free_port();

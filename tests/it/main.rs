@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real RocksDB, the real router, the real
 //! `slastream` executable where a process must die.
 
+mod access;
 mod alerts;
 mod api;
 mod bigincident;
@@ -15,3 +16,4 @@ mod kafka;
 mod liveness;
 mod metrics;
 mod restart;
+mod ui;
