@@ -14,12 +14,12 @@ use tokio_util::sync::CancellationToken;
 use crate::alert::deliver::Alerter;
 use crate::api::{self, AppState, MetricsFn};
 use crate::config::Config;
-use crate::engine::{Applied, Engine, IngestCounts};
+use crate::engine::{Engine, IngestCounts};
 use crate::export::{ExportOptions, PipelineMetrics};
 use crate::health::Health;
 use crate::ingest::consumer::ConsumerEnv;
+use crate::ingest::process::process;
 use crate::ingest::KafkaLag;
-use crate::model::event::decode;
 use crate::model::time::{Clock, WallClock};
 use crate::store::{state, RocksStore, Store};
 
@@ -227,6 +227,7 @@ pub fn spawn_ingest(
                 clock: clock.as_ref(),
                 shutdown: &token,
                 ready: &ready,
+                caught_up: Arc::new(AtomicBool::new(false)),
                 lag,
                 metrics: Some(pipeline),
                 batch_done: Some(wake),
@@ -450,19 +451,9 @@ pub fn replay_file(
             if raw.is_empty() {
                 continue;
             }
-            let result = match decode(raw) {
-                Ok(ev) => e.apply(&ev, now),
-                Err(invalid) => {
-                    e.record_invalid(kind_hint(raw));
-                    Applied::Invalid(invalid.reason)
-                }
-            };
-            counts.record(&result);
-            if let (Some(w), Applied::Invalid(_) | Applied::Late) = (dead.as_mut(), &result) {
-                let reason = match &result {
-                    Applied::Late => "late: older than watermark - max_lateness".to_string(),
-                    _ => reason_of(&result),
-                };
+            let p = process(&mut e, raw, now);
+            counts.record(&p.result);
+            if let (Some(w), Some(reason)) = (dead.as_mut(), p.dead_letter) {
                 let rec = serde_json::json!({
                     "error": reason,
                     "line": line_no,
@@ -500,33 +491,12 @@ pub fn replay_file(
     })
 }
 
-fn reason_of(a: &Applied) -> String {
-    match a {
-        Applied::Invalid(r) => r.clone(),
-        other => other.result_label().to_string(),
-    }
-}
-
 fn trim_line(buf: &[u8]) -> &[u8] {
     let mut end = buf.len();
     while end > 0 && (buf[end - 1] == b'\n' || buf[end - 1] == b'\r') {
         end -= 1;
     }
     &buf[..end]
-}
-
-/// The `kind` of an undecodable message when it can still be seen, for the
-/// invalid counter's label.
-pub fn kind_hint(raw: &[u8]) -> &'static str {
-    let s = String::from_utf8_lossy(&raw[..raw.len().min(4096)]);
-    for kind in ["ticket", "incident", "probe"] {
-        if s.contains(&format!("\"kind\":\"{kind}\""))
-            || s.contains(&format!("\"kind\": \"{kind}\""))
-        {
-            return kind;
-        }
-    }
-    "unknown"
 }
 
 /// Where `check-config` and the other commands look by default.

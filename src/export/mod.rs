@@ -439,6 +439,22 @@ fn ingest_metrics(r: &Registry, engine: &Engine, opts: &ExportOptions) {
             g.with_label_values(&[&topic, &partition.to_string()])
                 .set(l as f64);
         }
+        counter(
+            r,
+            "slastream_kafka_rejoins_total",
+            "Times the consumer rejoined its group after holding too few partitions too long.",
+            &[],
+        )
+        .with_label_values(&[] as &[&str])
+        .inc_by(lag.rejoins() as f64);
+        counter(
+            r,
+            "slastream_kafka_lost_messages_total",
+            "Messages gone from the log (retention) before the consumer read them.",
+            &[],
+        )
+        .with_label_values(&[] as &[&str])
+        .inc_by(lag.lost() as f64);
     }
 }
 

@@ -1,41 +1,49 @@
 //! The consumer loop of `slastream run`.
 //!
-//! One thread owns a `BaseConsumer` and alternates two steps: poll up to
-//! `BATCH_EVENTS` messages (or `BATCH_WAIT`), then apply them and write one
-//! store batch holding the state they produced, the next offset of every
-//! partition they came from, and their dead letters. Rebalance callbacks run
-//! inside `poll`, so whenever one runs, everything applied is already
-//! persisted: a revoke needs no flush, and an assignment seeks every
-//! partition to the offset stored beside the state.
+//! One thread owns a `BaseConsumer` and alternates two steps: read the
+//! partition queues for up to `BATCH_WAIT` (or `BATCH_EVENTS` messages,
+//! `BATCH_BYTES` bytes), then apply them in event-time step (`align`) and
+//! write one store batch holding the state they produced, the next offset of
+//! every partition they came from, and their dead letters. Rebalance
+//! callbacks (`rebalance`) run inside `poll`, so whenever one runs,
+//! everything applied is already persisted: a revoke needs no flush, and an
+//! assignment seeks every partition to the offset stored beside the state.
 //!
 //! A message whose offset is below the partition's next stored offset was
 //! already applied (a copy fetched before a rebalance) and is skipped; that
 //! check, not Kafka's committed offsets, is what makes the count exact.
+//!
+//! The loop never sits silently: a consumer holding too few partitions for
+//! too long rejoins the group and eventually returns an error, a stored
+//! offset outside the log is reported and moved past, and `caught_up` says
+//! whether what the partitions held at assignment has been applied.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use rdkafka::consumer::base_consumer::PartitionQueue;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::message::BorrowedMessage;
-use rdkafka::statistics::Statistics;
-use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::dead_letter::{DeadLetter, DeadLetters};
+use super::align::{apply_lanes, Gate, Lane, Seek};
+use super::dead_letter::DeadLetters;
+use super::rebalance::{
+    holds_every_partition, Ctx, Membership, Shared, Start, Verdict, MAX_REJOINS, METADATA_TIMEOUT,
+    REJOIN_AFTER,
+};
 use super::{client_config, KafkaLag};
-use crate::app::kind_hint;
 use crate::config::Config;
-use crate::engine::{Applied, Engine, IngestCounts};
-use crate::model::event::decode;
-use crate::model::time::{Clock, Millis, HOUR, SECOND};
+use crate::engine::{Engine, IngestCounts};
+use crate::model::time::{Clock, HOUR, SECOND};
 use crate::store::{state, Store};
 
 /// Messages applied between two store batches, at most.
 pub const BATCH_EVENTS: usize = 4096;
+/// Bytes of messages applied between two store batches, about at most.
+pub const BATCH_BYTES: usize = 16 << 20;
 /// How long a batch may wait to fill up.
 const BATCH_WAIT: Duration = Duration::from_millis(100);
 /// How long start-up waits for dead letters left from before a crash.
@@ -44,345 +52,50 @@ const DEAD_LETTER_WAIT: Duration = Duration::from_secs(5);
 const RECHECK_IDLE: Duration = Duration::from_secs(10);
 /// How long shutdown waits for dead letters in flight.
 const DRAIN_WAIT: Duration = Duration::from_secs(3);
+/// How often watermarks that could not be read are asked for again.
+const WATERMARK_RETRY: Duration = Duration::from_secs(5);
+/// Without statistics from a reachable broker for this long, the consumer
+/// does not count as caught up.
+const STATS_STALE: Duration = Duration::from_secs(15);
 
-/// One assigned partition and the next offset to apply (`None`: nothing
-/// stored, read from the beginning).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Assigned {
-    topic: String,
-    partition: i32,
-    next: Option<i64>,
+#[derive(Debug, Default, Clone)]
+pub struct ConsumerSummary {
+    pub messages: u64,
+    pub counts: IngestCounts,
+    pub dead_letters: u64,
+    pub batches: u64,
 }
 
-/// What the loop and the rebalance callback share. The callback runs on the
-/// loop's thread (inside `poll`), so the locks are never contended.
-struct Shared {
-    store: Arc<dyn Store>,
-    assigned: Mutex<Vec<Assigned>>,
-    generation: AtomicU64,
-    fatal: Mutex<Option<String>>,
-    lag: Arc<KafkaLag>,
+/// What `run` needs besides the configuration.
+pub struct ConsumerEnv<'a> {
+    pub engine: &'a RwLock<Engine>,
+    pub store: Arc<dyn Store>,
+    pub clock: &'a dyn Clock,
+    pub shutdown: &'a CancellationToken,
+    /// Set while the state is loaded and this process holds every partition.
+    pub ready: &'a AtomicBool,
+    /// Set once every assigned partition reached the high watermark seen at
+    /// assignment; cleared while no partition is held, after a rebalance
+    /// until caught up again, and while no broker is reachable.
+    pub caught_up: Arc<AtomicBool>,
+    pub lag: Arc<KafkaLag>,
+    /// Where batch durations are observed (`decode_apply`, `persist`).
+    pub metrics: Option<Arc<crate::export::PipelineMetrics>>,
+    /// Notified after every persisted batch (the alert loop evaluates then).
+    pub batch_done: Option<Arc<tokio::sync::Notify>>,
 }
 
-impl Shared {
-    fn assigned(&self) -> Vec<Assigned> {
-        self.assigned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn set_assigned(&self, a: Vec<Assigned>) {
-        *self.assigned.lock().unwrap_or_else(|e| e.into_inner()) = a;
-        self.generation.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn fail(&self, why: String) {
-        tracing::error!("{why}");
-        *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
-    }
-}
-
-struct Ctx {
-    shared: Arc<Shared>,
-}
-
-impl ClientContext for Ctx {
-    fn stats(&self, stats: Statistics) {
-        for (topic, t) in &stats.topics {
-            for (partition, p) in &t.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    self.shared.lag.set(topic, *partition, p.consumer_lag);
-                }
-            }
+/// The distinct input topics, in configuration order.
+pub fn input_topics(cfg: &Config) -> Vec<String> {
+    let t = &cfg.kafka.topics;
+    let mut out: Vec<String> = Vec::new();
+    for name in [&t.tickets, &t.incidents, &t.probes] {
+        if !out.contains(name) {
+            out.push(name.clone());
         }
     }
+    out
 }
-
-impl ConsumerContext for Ctx {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let mut assigned = Vec::new();
-                let mut seek = TopicPartitionList::new();
-                for el in tpl.elements() {
-                    let next = match state::kafka_position(
-                        self.shared.store.as_ref(),
-                        el.topic(),
-                        el.partition(),
-                    ) {
-                        Ok(n) => n,
-                        Err(e) => {
-                            self.shared.fail(format!(
-                                "reading the stored offset of {}/{}: {e}",
-                                el.topic(),
-                                el.partition()
-                            ));
-                            let _ = consumer.unassign();
-                            self.shared.set_assigned(Vec::new());
-                            return;
-                        }
-                    };
-                    let offset = next.map(Offset::Offset).unwrap_or(Offset::Beginning);
-                    if let Err(e) = seek.add_partition_offset(el.topic(), el.partition(), offset) {
-                        self.shared.fail(format!("building the assignment: {e}"));
-                        return;
-                    }
-                    assigned.push(Assigned {
-                        topic: el.topic().to_string(),
-                        partition: el.partition(),
-                        next,
-                    });
-                }
-                tracing::info!(
-                    partitions = %describe(&assigned),
-                    "partitions assigned; reading from the offsets stored with the state"
-                );
-                if let Err(e) = consumer.assign(&seek) {
-                    self.shared.fail(format!("assigning partitions: {e}"));
-                }
-                self.shared.set_assigned(assigned);
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                // Every applied event is already persisted with its offset: the
-                // loop writes its batch before it polls again.
-                tracing::info!("partitions revoked");
-                let _ = consumer.unassign();
-                self.shared.set_assigned(Vec::new());
-            }
-            other => {
-                tracing::error!(error = ?other, "rebalance error; dropping the assignment");
-                let _ = consumer.unassign();
-                self.shared.set_assigned(Vec::new());
-            }
-        }
-    }
-}
-
-/// How long a partition that delivers nothing still counts as holding back
-/// the partitions ahead of it in event time.
-const IDLE_AFTER: Duration = Duration::from_secs(2);
-
-/// How far before a position the first corrective fetch starts (then ×4).
-const RESYNC_STEP: i64 = 512;
-
-/// A fetched message not applied yet.
-struct Pending {
-    offset: i64,
-    key: Option<Vec<u8>>,
-    raw: Vec<u8>,
-}
-
-/// One assigned partition in the loop: what was fetched and not applied yet,
-/// the next offset to apply, and how far it got in event time.
-///
-/// Partitions are applied in step in event time: a message more than `slack`
-/// ahead of the slowest partition that still delivers waits (its partition
-/// queue is not read) until the others catch up. Without this, a consumer catching up a
-/// backlog would read one topic days ahead of another and turn the slower
-/// topic's events into late ones.
-struct Lane {
-    topic: String,
-    partition: i32,
-    buf: std::collections::VecDeque<Pending>,
-    /// Next offset to apply (persisted with the state).
-    next: Option<i64>,
-    /// Next offset to buffer (skips copies fetched twice).
-    fetched_next: Option<i64>,
-    last_applied: Option<Millis>,
-    /// Event time of the first buffered message, when it is waiting.
-    head_time: Option<Millis>,
-    /// When it last delivered (or was assigned).
-    last_arrival: Instant,
-    advanced: bool,
-    /// Position the partition was (re)started from, until its first message
-    /// confirms it.
-    resync: Option<i64>,
-    seen_before: bool,
-    step: i64,
-    /// A seek the loop must issue (the fetch skipped ahead).
-    reseek: Option<Offset>,
-    /// The partition's own queue: a partition ahead in event time is simply
-    /// not read (no pause, no refetch) until the others catch up.
-    queue: Option<PartitionQueue<Ctx>>,
-}
-
-impl Lane {
-    fn for_assignment(
-        assigned: Vec<Assigned>,
-        consumer: &Arc<BaseConsumer<Ctx>>,
-        doorbell: &Doorbell,
-    ) -> Vec<Lane> {
-        assigned
-            .into_iter()
-            .map(|a| Lane {
-                queue: consumer
-                    .split_partition_queue(&a.topic, a.partition)
-                    .map(|mut q| {
-                        let bell = doorbell.clone();
-                        q.set_nonempty_callback(move || bell.ring());
-                        q
-                    }),
-                topic: a.topic,
-                partition: a.partition,
-                buf: Default::default(),
-                next: a.next,
-                fetched_next: a.next,
-                last_applied: None,
-                head_time: None,
-                last_arrival: Instant::now(),
-                advanced: false,
-                resync: a.next.filter(|n| *n > 0),
-                seen_before: false,
-                step: RESYNC_STEP,
-                reseek: None,
-            })
-            .collect()
-    }
-
-    fn push(&mut self, m: &BorrowedMessage<'_>) {
-        let offset = m.offset();
-        self.last_arrival = Instant::now();
-        if let Some(target) = self.resync {
-            if offset < target {
-                // Before the position: already applied or buffered.
-                self.seen_before = true;
-                return;
-            }
-            if offset > target && !self.seen_before {
-                // The broker answered a fetch from the middle of a record
-                // batch with the next batch (some brokers do): start earlier
-                // and skip forward, so nothing between is lost.
-                if self.reseek.is_none() {
-                    let from = target - self.step;
-                    self.reseek = Some(if from <= 0 {
-                        Offset::Beginning
-                    } else {
-                        Offset::Offset(from)
-                    });
-                    self.step = self.step.saturating_mul(4);
-                    tracing::debug!(topic = %self.topic, partition = self.partition, target, got = offset, "fetch skipped ahead; fetching from earlier");
-                }
-                return;
-            }
-            self.resync = None;
-        }
-        if self.fetched_next.is_some_and(|n| offset < n) {
-            return; // already buffered or applied
-        }
-        self.fetched_next = Some(offset + 1);
-        self.buf.push_back(Pending {
-            offset,
-            key: m.key().map(<[u8]>::to_vec),
-            raw: m.payload().unwrap_or_default().to_vec(),
-        });
-    }
-
-    /// Expects the partition to be read from `target` on: messages before it
-    /// are skipped, and a first message after it means the fetch skipped some.
-    fn expect_from(&mut self, target: Option<i64>) {
-        // A partition just positioned is expected to deliver soon.
-        self.last_arrival = Instant::now();
-        self.resync = target.filter(|t| *t > 0);
-        self.seen_before = false;
-        self.step = RESYNC_STEP;
-        self.reseek = None;
-    }
-
-    /// How far this partition got: its waiting message, else its last applied.
-    fn frontier(&self) -> Option<Millis> {
-        self.head_time.or(self.last_applied)
-    }
-
-    fn active(&self) -> bool {
-        !self.buf.is_empty() || self.last_arrival.elapsed() < IDLE_AFTER
-    }
-}
-
-/// The latest event time lane `i` may apply now.
-/// A partition that has delivered nothing yet (but may still) holds every
-/// other one back entirely: its first event could be the oldest.
-fn limit(lanes: &[Lane], i: usize, slack: Millis) -> Option<Millis> {
-    let mut min: Option<Millis> = None;
-    for (j, l) in lanes.iter().enumerate() {
-        if j == i || !l.active() {
-            continue;
-        }
-        let f = l.frontier().unwrap_or(Millis::MIN);
-        min = Some(min.map_or(f, |m| m.min(f)));
-    }
-    min.map(|m| m.saturating_add(slack))
-}
-
-/// Applies buffered messages in event-time step; dead letters go to `letters`.
-fn apply_lanes(
-    lanes: &mut [Lane],
-    engine: &mut Engine,
-    now: Millis,
-    slack: Millis,
-    summary: &mut ConsumerSummary,
-    letters: &mut Vec<DeadLetter>,
-) {
-    loop {
-        let mut progress = false;
-        for i in 0..lanes.len() {
-            while let Some(head) = lanes[i].buf.front() {
-                let decoded = decode(&head.raw);
-                let at = decoded.as_ref().ok().map(|ev| ev.occurred_at);
-                if let Some(t) = at.filter(|t| limit(lanes, i, slack).is_some_and(|max| *t > max)) {
-                    drop(decoded);
-                    lanes[i].head_time = Some(t);
-                    break;
-                }
-                let result = match &decoded {
-                    Ok(ev) => engine.apply(ev, now),
-                    Err(invalid) => {
-                        engine.record_invalid(kind_hint(&head.raw));
-                        Applied::Invalid(invalid.reason.clone())
-                    }
-                };
-                drop(decoded);
-                let lane = &mut lanes[i];
-                let Some(head) = lane.buf.pop_front() else {
-                    break;
-                };
-                progress = true;
-                lane.head_time = None;
-                if let Some(at) = at {
-                    lane.last_applied = Some(lane.last_applied.map_or(at, |l| l.max(at)));
-                }
-                lane.next = Some(head.offset + 1);
-                lane.advanced = true;
-                summary.messages += 1;
-                summary.counts.record(&result);
-                let reason = match result {
-                    Applied::Invalid(r) => r,
-                    Applied::Late => "late: older than watermark - max_lateness".to_string(),
-                    _ => continue,
-                };
-                letters.push(DeadLetter {
-                    raw: head.raw,
-                    key: head.key,
-                    reason,
-                    topic: lane.topic.clone(),
-                    partition: lane.partition,
-                    offset: head.offset,
-                });
-            }
-        }
-        if !progress {
-            break;
-        }
-    }
-}
-
-/// Messages a lane may hold before its queue is no longer read.
-const LANE_BUFFER: usize = 2048;
 
 /// Wakes the loop when a partition queue gets messages.
 #[derive(Clone, Default)]
@@ -406,297 +119,468 @@ impl Doorbell {
     }
 }
 
-fn consumer_error(
-    e: &rdkafka::error::KafkaError,
-    instance_id: &str,
-    last_log: &mut Option<Instant>,
-) -> anyhow::Result<()> {
-    if is_fatal(e) {
-        bail!("Kafka consumer stopped: {e} (another instance with group.instance.id {instance_id:?} may have taken over)");
-    }
-    // Transport errors: librdkafka reconnects by itself.
-    if last_log.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
-        tracing::warn!(error = %e, "Kafka consumer error; retrying");
-        *last_log = Some(Instant::now());
-    }
-    Ok(())
+/// The group member: the client, its subscription, and the partitions it
+/// reads (a lane and a queue per partition, same index).
+struct Member {
+    consumer: Arc<BaseConsumer<Ctx>>,
+    shared: Arc<Shared>,
+    lanes: Vec<Lane>,
+    queues: Vec<Option<PartitionQueue<Ctx>>>,
+    seen_generation: u64,
+    assigned_at: Instant,
+    /// When watermarks were last asked for lanes still lacking them.
+    watermarks_at: Option<Instant>,
+    /// Holds fewer than every partition (or none): reads nothing.
+    idle: bool,
+    last_check: Option<Instant>,
+    last_error_log: Option<Instant>,
+    instance_id: String,
+    topics: Vec<String>,
 }
 
-/// Reads the partition queues of the lanes that are not waiting, for up to
-/// `BATCH_WAIT` or `BATCH_EVENTS` messages.
-fn fill_lanes(
-    lanes: &mut [Lane],
-    doorbell: &Doorbell,
-    last_log: &mut Option<Instant>,
-    instance_id: &str,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + BATCH_WAIT;
-    let mut got = 0usize;
-    loop {
-        let mut any = false;
-        for lane in lanes.iter_mut() {
-            let mut n = 0;
-            let Some(q) = lane.queue.take() else { continue };
-            while lane.buf.len() < LANE_BUFFER && n < 512 {
-                match q.poll(Duration::ZERO) {
-                    Some(Ok(m)) => {
-                        lane.push(&m);
-                        n += 1;
-                    }
-                    Some(Err(e)) => {
-                        if let Err(fatal) = consumer_error(&e, instance_id, last_log) {
-                            lane.queue = Some(q);
-                            return Err(fatal);
-                        }
-                    }
-                    None => break,
-                }
-            }
-            lane.queue = Some(q);
-            got += n;
-            any |= n > 0;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if got >= BATCH_EVENTS || left.is_zero() {
-            return Ok(());
-        }
-        if !any {
-            doorbell.wait(left.min(Duration::from_millis(20)));
-        }
-    }
-}
-
-fn describe(a: &[Assigned]) -> String {
-    a.iter()
-        .map(|x| match x.next {
-            Some(n) => format!("{}/{}@{n}", x.topic, x.partition),
-            None => format!("{}/{}@beginning", x.topic, x.partition),
+impl Member {
+    fn join(cfg: &Config, store: &Arc<dyn Store>, lag: &Arc<KafkaLag>) -> anyhow::Result<Member> {
+        let shared = Arc::new(Shared::new(store.clone(), lag.clone()));
+        // Static membership: a restarted instance takes its partitions back at
+        // once instead of waiting for the old member's session to expire, and a
+        // second instance started with the same configuration is fenced.
+        let instance_id = format!("{}-0", cfg.kafka.group_id);
+        let consumer: Arc<BaseConsumer<Ctx>> = Arc::new(
+            client_config(
+                &cfg.kafka,
+                &[
+                    ("group.instance.id", &instance_id),
+                    ("auto.offset.reset", "earliest"),
+                    // Bounded prefetch: memory stays flat however far behind we are.
+                    ("queued.max.messages.kbytes", "16384"),
+                    ("queued.min.messages", "20000"),
+                    ("statistics.interval.ms", "5000"),
+                    ("session.timeout.ms", "10000"),
+                    ("partition.assignment.strategy", "range,roundrobin"),
+                ],
+                &[
+                    ("group.id", &cfg.kafka.group_id),
+                    ("enable.auto.commit", "false"),
+                    ("enable.auto.offset.store", "false"),
+                ],
+            )
+            .create_with_context(Ctx {
+                shared: shared.clone(),
+            })
+            .context("creating the Kafka consumer")?,
+        );
+        let topics = input_topics(cfg);
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topic_refs)
+            .context("subscribing to the input topics")?;
+        tracing::info!(topics = ?topics, group = %cfg.kafka.group_id, brokers = %cfg.kafka.brokers, "consuming");
+        Ok(Member {
+            consumer,
+            shared,
+            lanes: Vec::new(),
+            queues: Vec::new(),
+            seen_generation: u64::MAX,
+            assigned_at: Instant::now(),
+            watermarks_at: None,
+            idle: true,
+            last_check: None,
+            last_error_log: None,
+            instance_id,
+            topics,
         })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-#[derive(Debug, Default, Clone)]
-pub struct ConsumerSummary {
-    pub messages: u64,
-    pub counts: IngestCounts,
-    pub dead_letters: u64,
-    pub batches: u64,
-}
-
-/// What `run` needs besides the configuration.
-pub struct ConsumerEnv<'a> {
-    pub engine: &'a RwLock<Engine>,
-    pub store: Arc<dyn Store>,
-    pub clock: &'a dyn Clock,
-    pub shutdown: &'a CancellationToken,
-    /// Set while the state is loaded and this process holds every partition.
-    pub ready: &'a AtomicBool,
-    pub lag: Arc<KafkaLag>,
-    /// Where batch durations are observed (`decode_apply`, `persist`).
-    pub metrics: Option<Arc<crate::export::PipelineMetrics>>,
-    /// Notified after every persisted batch (the alert loop evaluates then).
-    pub batch_done: Option<Arc<tokio::sync::Notify>>,
-}
-
-/// The distinct input topics, in configuration order.
-pub fn input_topics(cfg: &Config) -> Vec<String> {
-    let t = &cfg.kafka.topics;
-    let mut out: Vec<String> = Vec::new();
-    for name in [&t.tickets, &t.incidents, &t.probes] {
-        if !out.contains(name) {
-            out.push(name.clone());
-        }
     }
-    out
-}
 
-/// Consumes until `shutdown` is cancelled; blocking (run it on its own
-/// thread).
-pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary> {
-    let shared = Arc::new(Shared {
-        store: env.store.clone(),
-        assigned: Mutex::new(Vec::new()),
-        generation: AtomicU64::new(0),
-        fatal: Mutex::new(None),
-        lag: env.lag.clone(),
-    });
-    // Static membership: a restarted instance takes its partitions back at
-    // once instead of waiting for the old member's session to expire, and a
-    // second instance started with the same configuration is fenced.
-    let instance_id = format!("{}-0", cfg.kafka.group_id);
-    let consumer: Arc<BaseConsumer<Ctx>> = Arc::new(
-        client_config(
-            &cfg.kafka,
-            &[
-                ("group.instance.id", &instance_id),
-                ("auto.offset.reset", "earliest"),
-                // Bounded prefetch: memory stays flat however far behind we are.
-                ("queued.max.messages.kbytes", "16384"),
-                ("queued.min.messages", "20000"),
-                ("statistics.interval.ms", "5000"),
-                ("session.timeout.ms", "10000"),
-                ("partition.assignment.strategy", "range,roundrobin"),
-            ],
-            &[
-                ("group.id", &cfg.kafka.group_id),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-            ],
-        )
-        .create_with_context(Ctx {
-            shared: shared.clone(),
-        })
-        .context("creating the Kafka consumer")?,
-    );
-    let doorbell = Doorbell::default();
-    let topics = input_topics(cfg);
-    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topic_refs)
-        .context("subscribing to the input topics")?;
-    tracing::info!(topics = ?topics, group = %cfg.kafka.group_id, brokers = %cfg.kafka.brokers, "consuming");
-
-    let mut dead = DeadLetters::open(&cfg.kafka, env.store.as_ref())?;
-    // Entries left from before a crash are published before anything else.
-    dead.pump(DEAD_LETTER_WAIT);
-
-    let mut summary = ConsumerSummary::default();
-    let mut seen_generation = u64::MAX;
-    let mut idle = true;
-    let mut lanes: Vec<Lane> = Vec::new();
-    let slack = (cfg.ingest.max_lateness / 4).clamp(SECOND, HOUR);
-    let mut last_error_log: Option<Instant> = None;
-    let mut last_check: Option<Instant> = None;
-    while !env.shutdown.is_cancelled() {
-        if let Some(why) = shared
-            .fatal
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            bail!(why);
-        }
-        // Rebalance callbacks run only here, where everything applied is
-        // already persisted. The main queue also returns messages fetched
-        // before their partition got its own queue; they are older than
-        // anything in that queue, so they are placed first.
-        let mut generation_changed = false;
+    /// Runs rebalance callbacks and takes the messages of the main queue.
+    /// Returns whether the assignment changed.
+    fn poll_group(&mut self, doorbell: &Doorbell) -> anyhow::Result<bool> {
+        // The main queue also returns messages fetched before their
+        // partition got its own queue; they are older than anything in that
+        // queue, so they are placed first.
+        let consumer = self.consumer.clone();
+        let mut changed = false;
         let mut drained = 0usize;
         while drained < BATCH_EVENTS {
             let r = consumer.poll(Duration::ZERO);
-            let generation = shared.generation.load(Ordering::SeqCst);
-            if generation != seen_generation {
-                seen_generation = generation;
-                lanes = Lane::for_assignment(shared.assigned(), &consumer, &doorbell);
-                generation_changed = true;
+            let generation = self.shared.generation();
+            if generation != self.seen_generation {
+                self.seen_generation = generation;
+                self.reassign(doorbell);
+                changed = true;
             }
             match r {
                 None => break,
                 Some(Ok(m)) => {
                     drained += 1;
-                    if let Some(lane) = lanes
+                    if let Some(lane) = self
+                        .lanes
                         .iter_mut()
                         .find(|l| l.partition == m.partition() && l.topic == m.topic())
                     {
-                        lane.push(&m);
+                        lane.push(
+                            m.offset(),
+                            m.key(),
+                            m.payload().unwrap_or_default(),
+                            Instant::now(),
+                        );
                     }
                 }
-                Some(Err(e)) => consumer_error(&e, &instance_id, &mut last_error_log)?,
+                Some(Err(e)) => self.error(&e)?,
             }
         }
-        for l in &mut lanes {
-            if let Some(offset) = l.reseek.take() {
-                if let Err(e) =
-                    consumer.seek(&l.topic, l.partition, offset, Duration::from_secs(10))
-                {
-                    tracing::warn!(error = %e, topic = %l.topic, partition = l.partition, "seek failed; retrying");
-                    l.expect_from(l.resync);
+        Ok(changed)
+    }
+
+    fn reassign(&mut self, doorbell: &Doorbell) {
+        // Queues first: each holds the consumer.
+        self.queues.clear();
+        let now = Instant::now();
+        self.assigned_at = now;
+        self.watermarks_at = None;
+        self.lanes.clear();
+        for a in self.shared.assigned() {
+            let q = self
+                .consumer
+                .split_partition_queue(&a.topic, a.partition)
+                .map(|mut q| {
+                    let bell = doorbell.clone();
+                    q.set_nonempty_callback(move || bell.ring());
+                    q
+                });
+            self.queues.push(q);
+            self.lanes
+                .push(Lane::new(&a.topic, a.partition, a.next, now));
+        }
+    }
+
+    fn error(&mut self, e: &rdkafka::error::KafkaError) -> anyhow::Result<()> {
+        if is_fatal(e) {
+            bail!(
+                "Kafka consumer stopped: {e} (another instance with group.instance.id {:?} may have taken over)",
+                self.instance_id
+            );
+        }
+        // Transport errors: librdkafka reconnects by itself.
+        if self
+            .last_error_log
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(5))
+        {
+            tracing::warn!(error = %e, "Kafka consumer error; retrying");
+            self.last_error_log = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    fn seek(&self, lane: &Lane, to: Seek) -> bool {
+        let offset = match to {
+            Seek::Beginning => Offset::Beginning,
+            Seek::Offset(o) => Offset::Offset(o),
+        };
+        match self
+            .consumer
+            .seek(&lane.topic, lane.partition, offset, METADATA_TIMEOUT)
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %lane.topic, partition = lane.partition, "seek failed; retrying");
+                false
+            }
+        }
+    }
+
+    /// Issues the corrective seeks the lanes asked for.
+    fn reseek(&mut self) {
+        for i in 0..self.lanes.len() {
+            if let Some(to) = self.lanes[i].take_reseek() {
+                if !self.seek(&self.lanes[i], to) {
+                    self.lanes[i].reseek_failed(Instant::now());
                 }
             }
         }
-        let recheck = idle && last_check.is_none_or(|t| t.elapsed() > RECHECK_IDLE);
-        if generation_changed || recheck {
-            last_check = Some(Instant::now());
-            let assigned = shared.assigned();
-            idle = !holds_every_partition(&consumer, &topics, &assigned);
-            env.ready.store(!idle, Ordering::SeqCst);
-            shared
-                .lag
+    }
+
+    /// Compares each new lane's stored offset with the log's watermarks: a
+    /// position below the log start or beyond its end is reported and moved
+    /// past, and the high watermark becomes the lane's catch-up target.
+    fn check_watermarks(&mut self, lag: &KafkaLag, shutdown: &CancellationToken) {
+        if self
+            .watermarks_at
+            .is_some_and(|t| t.elapsed() < WATERMARK_RETRY)
+        {
+            return;
+        }
+        self.watermarks_at = Some(Instant::now());
+        for i in 0..self.lanes.len() {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if !self.lanes[i].needs_target() {
+                continue;
+            }
+            let (topic, partition) = (self.lanes[i].topic.clone(), self.lanes[i].partition);
+            let (low, high) = match self.consumer.fetch_watermarks(
+                &topic,
+                partition,
+                METADATA_TIMEOUT,
+            ) {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!(error = %e, %topic, partition, "cannot read watermarks; retrying");
+                    continue;
+                }
+            };
+            let stored = self.lanes[i].next;
+            let start = match Start::decide(stored, low, high) {
+                Start::AsStored => stored.unwrap_or(low),
+                Start::Lost { from, skipped } => {
+                    tracing::warn!(
+                        %topic,
+                        partition,
+                        stored = stored.unwrap_or_default(),
+                        log_start = from,
+                        skipped,
+                        "data lost upstream: the stored offset is below the partition's log \
+                         start (retention ran while slastream was down); continuing from the log start"
+                    );
+                    lag.add_lost(skipped as u64);
+                    self.lanes[i].restart_at(Some(from), Instant::now());
+                    self.seek(&self.lanes[i], Seek::Offset(from));
+                    from
+                }
+                Start::Recreated { stored, high } => {
+                    tracing::error!(
+                        %topic,
+                        partition,
+                        stored,
+                        high_watermark = high,
+                        "the stored offset is beyond the end of the partition: the topic was \
+                         recreated; reading it from the beginning"
+                    );
+                    self.lanes[i].restart_at(None, Instant::now());
+                    self.lanes[i].next = None;
+                    self.seek(&self.lanes[i], Seek::Beginning);
+                    low
+                }
+            };
+            self.lanes[i].set_target(high, start);
+        }
+    }
+
+    /// Decides whether this process holds every partition, when the
+    /// assignment changed and every `RECHECK_IDLE` while it does not.
+    fn check_whole(&mut self, changed: bool, shutdown: &CancellationToken) -> bool {
+        let recheck = self.idle && self.last_check.is_none_or(|t| t.elapsed() > RECHECK_IDLE);
+        if !(changed || recheck) {
+            return false;
+        }
+        self.last_check = Some(Instant::now());
+        let assigned = self.shared.assigned();
+        self.idle = match holds_every_partition(&self.consumer, &self.topics, &assigned, shutdown) {
+            Some(whole) => !whole,
+            // Unknown: an assignment stays usable, none stays idle.
+            None => assigned.is_empty(),
+        };
+        if self.idle {
+            let now = Instant::now();
+            for i in 0..self.lanes.len() {
+                if let Some(to) = self.lanes[i].discard_buffer(now) {
+                    self.seek(&self.lanes[i], to);
+                }
+            }
+        }
+        true
+    }
+
+    /// Reads the partition queues of the lanes that have room, for up to
+    /// `BATCH_WAIT`, `BATCH_EVENTS` messages or `BATCH_BYTES` bytes.
+    fn fill(&mut self, doorbell: &Doorbell) -> anyhow::Result<()> {
+        let deadline = Instant::now() + BATCH_WAIT;
+        let mut got = 0usize;
+        let mut bytes = 0usize;
+        loop {
+            let mut any = false;
+            for i in 0..self.lanes.len() {
+                let Some(q) = self.queues[i].take() else {
+                    continue;
+                };
+                let mut n = 0;
+                let mut fatal = None;
+                while self.lanes[i].has_room() && n < 512 && bytes < BATCH_BYTES {
+                    match q.poll(Duration::ZERO) {
+                        Some(Ok(m)) => {
+                            let raw = m.payload().unwrap_or_default();
+                            bytes += raw.len();
+                            self.lanes[i].push(m.offset(), m.key(), raw, Instant::now());
+                            n += 1;
+                        }
+                        Some(Err(e)) => {
+                            if let Err(f) = self.error(&e) {
+                                fatal = Some(f);
+                                break;
+                            }
+                        }
+                        None => break,
+                    }
+                }
+                self.queues[i] = Some(q);
+                if let Some(f) = fatal {
+                    return Err(f);
+                }
+                got += n;
+                any |= n > 0;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if got >= BATCH_EVENTS || bytes >= BATCH_BYTES || left.is_zero() {
+                return Ok(());
+            }
+            if !any {
+                doorbell.wait(left.min(Duration::from_millis(20)));
+            }
+        }
+    }
+
+    /// Whether every assigned partition reached its catch-up target, with a
+    /// broker reachable lately.
+    fn caught_up(&mut self, lag: &KafkaLag) -> bool {
+        if self.idle || self.lanes.is_empty() {
+            return false;
+        }
+        let Some(seen) = self.shared.broker_seen_at() else {
+            return false;
+        };
+        if seen.elapsed() > STATS_STALE {
+            return false;
+        }
+        // A lag of 0 counts only from statistics taken after the assignment.
+        if seen > self.assigned_at {
+            for (topic, partition, l) in lag.snapshot() {
+                if l == 0 {
+                    if let Some(lane) = self
+                        .lanes
+                        .iter_mut()
+                        .find(|x| x.partition == partition && x.topic == topic)
+                    {
+                        lane.mark_caught_up();
+                    }
+                }
+            }
+        }
+        self.lanes.iter_mut().all(|l| l.caught_up())
+    }
+
+    fn leave(mut self) {
+        self.queues.clear();
+        self.lanes.clear();
+        self.consumer.unsubscribe();
+    }
+}
+
+/// Consumes until `shutdown` is cancelled; blocking (run it on its own
+/// thread).
+pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary> {
+    let mut member = Member::join(cfg, &env.store, &env.lag)?;
+    let doorbell = Doorbell::default();
+    let mut dead = DeadLetters::open(&cfg.kafka, env.store.as_ref(), env.shutdown)?;
+    // Entries left from before a crash are published before anything else.
+    dead.pump(DEAD_LETTER_WAIT);
+
+    let mut summary = ConsumerSummary::default();
+    let mut membership = Membership::default();
+    let slack = (cfg.ingest.max_lateness / 4).clamp(SECOND, HOUR);
+    let mut outbox_full_log: Option<Instant> = None;
+    while !env.shutdown.is_cancelled() {
+        if let Some(why) = member.shared.take_fatal() {
+            bail!(why);
+        }
+        // Rebalance callbacks run only here, where everything applied is
+        // already persisted.
+        let changed = member.poll_group(&doorbell)?;
+        member.reseek();
+        if member.check_whole(changed, env.shutdown) {
+            env.ready.store(!member.idle, Ordering::SeqCst);
+            let assigned = member.shared.assigned();
+            env.lag
                 .retain(|t, p| assigned.iter().any(|a| a.topic == t && a.partition == p));
-            if idle {
-                for l in &mut lanes {
-                    l.buf.clear();
-                }
+        }
+        if !member.idle {
+            member.check_watermarks(&env.lag, env.shutdown);
+        }
+        match membership.observe(!member.idle, Instant::now()) {
+            Verdict::Hold => {}
+            Verdict::Rejoin => {
+                tracing::warn!(
+                    after_secs = REJOIN_AFTER.as_secs(),
+                    rejoin = membership.rejoins(),
+                    of = MAX_REJOINS,
+                    assigned = member.lanes.len(),
+                    "the consumer has not held every partition for too long; rejoining the group"
+                );
+                env.lag.add_rejoin();
+                env.ready.store(false, Ordering::SeqCst);
+                env.caught_up.store(false, Ordering::SeqCst);
+                // Everything applied is persisted: the new member starts
+                // from the stored offsets.
+                member.leave();
+                member = Member::join(cfg, &env.store, &env.lag)?;
+            }
+            Verdict::GiveUp => {
+                env.ready.store(false, Ordering::SeqCst);
+                env.caught_up.store(false, Ordering::SeqCst);
+                bail!(
+                    "the Kafka consumer held no partitions (or only some) for {}s after {} \
+                     rejoins; stopping so that a supervisor restarts slastream",
+                    REJOIN_AFTER.as_secs(),
+                    MAX_REJOINS
+                );
             }
         }
-        if !idle {
-            fill_lanes(&mut lanes, &doorbell, &mut last_error_log, &instance_id)?;
+        // A full outbox (the dead-letter topic not accepting) holds ingestion
+        // back, so the memory it takes stays bounded.
+        let outbox_full = dead.is_full();
+        if outbox_full && outbox_full_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+            tracing::error!(
+                pending = dead.pending(),
+                "the dead-letter outbox is full; ingestion waits for the dead-letter topic"
+            );
+            outbox_full_log = Some(Instant::now());
+        }
+        let reading = !member.idle && !outbox_full;
+        if reading {
+            member.fill(&doorbell)?;
         } else {
             doorbell.wait(BATCH_WAIT);
         }
-        let now = env.clock.now();
-        let mut letters = Vec::new();
-        let apply_started = Instant::now();
-        let mut batch = {
-            let mut engine = env.engine.write().unwrap_or_else(|e| e.into_inner());
-            if !idle {
-                apply_lanes(
-                    &mut lanes,
-                    &mut engine,
-                    now,
-                    slack,
-                    &mut summary,
-                    &mut letters,
-                );
-            }
-            engine.maybe_compact();
-            state::dirty_batch(&mut engine)
-        };
-        let mut commit = TopicPartitionList::new();
-        for l in &mut lanes {
-            if let (true, Some(next)) = (l.advanced, l.next) {
-                state::put_kafka_position(&mut batch, &l.topic, l.partition, next);
-                let _ = commit.add_partition_offset(&l.topic, l.partition, Offset::Offset(next));
-            }
-            l.advanced = false;
-        }
-        summary.dead_letters += letters.len() as u64;
-        dead.stage(&mut batch, letters);
-        let applied = apply_started.elapsed();
-        if !batch.is_empty() {
-            let persist_started = Instant::now();
-            env.store.write(batch).context("writing a state batch")?;
-            summary.batches += 1;
-            if let Some(n) = &env.batch_done {
-                n.notify_one();
-            }
-            if let Some(m) = &env.metrics {
-                m.processing
-                    .with_label_values(&["decode_apply"])
-                    .observe(applied.as_secs_f64());
-                m.processing
-                    .with_label_values(&["persist"])
-                    .observe(persist_started.elapsed().as_secs_f64());
+        persist_turn(
+            cfg,
+            &env,
+            &mut member,
+            &mut dead,
+            &mut summary,
+            reading,
+            slack,
+        )?;
+        for l in &mut member.lanes {
+            let lost = l.take_skipped();
+            if lost > 0 {
+                env.lag.add_lost(lost);
             }
         }
-        // Kafka's committed offsets are for lag tooling only.
-        if commit.count() > 0 {
-            let _ = consumer.commit(&commit, CommitMode::Async);
-        }
+        env.caught_up
+            .store(member.caught_up(&env.lag), Ordering::SeqCst);
         // Acknowledgements are collected on later turns: the outbox, not
         // this loop, makes dead letters safe, so a slow dead-letter topic
         // never holds up ingestion.
         dead.pump(Duration::ZERO);
     }
     env.ready.store(false, Ordering::SeqCst);
+    env.caught_up.store(false, Ordering::SeqCst);
     dead.drain(DRAIN_WAIT);
     if dead.has_acked() {
         let mut batch = crate::store::Batch::default();
         dead.stage(&mut batch, Vec::new());
         env.store.write(batch)?;
     }
-    consumer.unsubscribe();
+    member.leave();
     tracing::info!(
         messages = summary.messages,
         batches = summary.batches,
@@ -704,6 +588,83 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
         "consumer stopped; state persisted"
     );
     Ok(summary)
+}
+
+/// Applies what the lanes hold (when `apply`) and writes one store batch:
+/// state, next offsets and dead letters together.
+fn persist_turn(
+    cfg: &Config,
+    env: &ConsumerEnv<'_>,
+    member: &mut Member,
+    dead: &mut DeadLetters,
+    summary: &mut ConsumerSummary,
+    apply: bool,
+    slack: crate::model::time::Millis,
+) -> anyhow::Result<()> {
+    let gate = Gate {
+        slack,
+        wall_now: env.clock.now(),
+        max_future_skew: cfg.ingest.max_future_skew,
+        max_messages: BATCH_EVENTS,
+        max_bytes: BATCH_BYTES,
+    };
+    let mut letters = Vec::new();
+    let apply_started = Instant::now();
+    let mut batch = {
+        let mut engine = env.engine.write().unwrap_or_else(|e| e.into_inner());
+        if apply {
+            let done = apply_lanes(
+                &mut member.lanes,
+                &mut engine,
+                &gate,
+                Instant::now(),
+                &mut letters,
+            );
+            summary.messages += done.messages;
+            add_counts(&mut summary.counts, &done.counts);
+        }
+        engine.maybe_compact();
+        state::dirty_batch(&mut engine)
+    };
+    let mut commit = TopicPartitionList::new();
+    for l in &mut member.lanes {
+        if let (true, Some(next)) = (l.advanced, l.next) {
+            state::put_kafka_position(&mut batch, &l.topic, l.partition, next);
+            let _ = commit.add_partition_offset(&l.topic, l.partition, Offset::Offset(next));
+        }
+        l.advanced = false;
+    }
+    summary.dead_letters += letters.len() as u64;
+    dead.stage(&mut batch, letters);
+    let applied = apply_started.elapsed();
+    if !batch.is_empty() {
+        let persist_started = Instant::now();
+        env.store.write(batch).context("writing a state batch")?;
+        summary.batches += 1;
+        if let Some(n) = &env.batch_done {
+            n.notify_one();
+        }
+        if let Some(m) = &env.metrics {
+            m.processing
+                .with_label_values(&["decode_apply"])
+                .observe(applied.as_secs_f64());
+            m.processing
+                .with_label_values(&["persist"])
+                .observe(persist_started.elapsed().as_secs_f64());
+        }
+    }
+    // Kafka's committed offsets are for lag tooling only.
+    if commit.count() > 0 {
+        let _ = member.consumer.commit(&commit, CommitMode::Async);
+    }
+    Ok(())
+}
+
+fn add_counts(to: &mut IngestCounts, from: &IngestCounts) {
+    to.accepted += from.accepted;
+    to.duplicate += from.duplicate;
+    to.late += from.late;
+    to.invalid += from.invalid;
 }
 
 fn is_fatal(e: &rdkafka::error::KafkaError) -> bool {
@@ -717,47 +678,4 @@ fn is_fatal(e: &rdkafka::error::KafkaError) -> bool {
                 | C::TopicAuthorizationFailed
         )
     )
-}
-
-/// Whether this process holds every partition of the input topics. One
-/// instance per consumer group is the supported topology: when another member
-/// takes some partitions, this one stops applying (and says so loudly) rather
-/// than silently keep half of the state.
-fn holds_every_partition(
-    consumer: &BaseConsumer<Ctx>,
-    topics: &[String],
-    assigned: &[Assigned],
-) -> bool {
-    if assigned.is_empty() {
-        return false;
-    }
-    let mut expected = 0usize;
-    for t in topics {
-        match consumer.fetch_metadata(Some(t), Duration::from_secs(5)) {
-            Ok(m) => {
-                let n: usize = m.topics().iter().map(|x| x.partitions().len()).sum();
-                expected += n;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, topic = %t, "cannot read topic metadata; assuming the assignment is whole");
-                return true;
-            }
-        }
-    }
-    let mut tpl = TopicPartitionList::new();
-    for a in assigned {
-        tpl.add_partition(&a.topic, a.partition);
-    }
-    if assigned.len() >= expected {
-        let _ = consumer.resume(&tpl);
-        return true;
-    }
-    tracing::error!(
-        assigned = assigned.len(),
-        partitions = expected,
-        "another consumer in group holds some partitions; one slastream instance per \
-         consumer group is supported, so this instance stays idle until it holds them all"
-    );
-    let _ = consumer.pause(&tpl);
-    false
 }

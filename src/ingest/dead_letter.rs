@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use super::client_config;
 use crate::config::KafkaConfig;
@@ -24,6 +26,9 @@ pub const HEADER_ERROR: &str = "slastream.error";
 pub const HEADER_TOPIC: &str = "slastream.source.topic";
 pub const HEADER_PARTITION: &str = "slastream.source.partition";
 pub const HEADER_OFFSET: &str = "slastream.source.offset";
+/// On a dead letter cut to fit the producer's `message.max.bytes`: the
+/// original length in bytes.
+pub const HEADER_TRUNCATED: &str = "slastream.truncated";
 
 /// How far back in each dead-letter partition the restart check looks, on top
 /// of the number of outbox entries.
@@ -45,10 +50,20 @@ impl DeadLetter {
     }
 }
 
+/// What a delivery report said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Acked,
+    /// Worth sending again later (broker unreachable, timeouts).
+    Retry,
+    /// Will never be accepted as it is (authorization, size, format).
+    Rejected,
+}
+
 /// Delivery reports, collected by the producer's callback.
 #[derive(Default)]
 pub struct Deliveries {
-    done: Mutex<Vec<(u64, bool)>>,
+    done: Mutex<Vec<(u64, Delivery)>>,
 }
 
 impl ClientContext for Deliveries {}
@@ -57,11 +72,54 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = Box<u64>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, seq: Self::DeliveryOpaque) {
-        if let Err((e, _)) = result {
-            tracing::warn!(error = %e, "dead letter not delivered; will retry");
-        }
+        let outcome = match result {
+            Ok(_) => Delivery::Acked,
+            Err((e, _)) if is_permanent(e) => Delivery::Rejected,
+            Err(_) => Delivery::Retry,
+        };
         let mut d = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        d.push((*seq, result.is_ok()));
+        d.push((*seq, outcome));
+    }
+}
+
+/// Errors a dead letter will meet again however often it is sent.
+fn is_permanent(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidMessage
+                | C::InvalidRecord
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::InvalidTopic
+                | C::InvalidRequiredAcks
+                | C::UnsupportedForMessageFormat
+        )
+    )
+}
+
+/// The producer's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+/// Room kept in a message for librdkafka's own framing.
+const FRAMING: usize = 1024;
+/// Dead letters (bytes of their values) kept in memory before ingestion
+/// waits for the dead-letter topic.
+pub const MAX_PENDING_BYTES: usize = 64 << 20;
+/// Dead letters kept in memory before ingestion waits for the topic.
+pub const MAX_PENDING: usize = 100_000;
+/// Longest wait before a dead letter that failed to deliver is sent again.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The dead letter's value as sent: cut to what the producer accepts, with
+/// the original length when it was cut.
+fn fit(raw: &[u8], room: usize) -> (&[u8], Option<usize>) {
+    if raw.len() <= room {
+        (raw, None)
+    } else {
+        (&raw[..room], Some(raw.len()))
     }
 }
 
@@ -71,16 +129,36 @@ pub struct DeadLetters {
     next_seq: u64,
     /// In the store, not yet acknowledged.
     pending: BTreeMap<u64, DeadLetter>,
+    pending_bytes: usize,
     /// Handed to the producer, no delivery report yet.
     in_flight: HashSet<u64>,
     /// Acknowledged: delete from the store with the next batch.
     acked: Vec<u64>,
     published: Arc<std::sync::atomic::AtomicU64>,
+    /// Rejected for good: kept in the store (sent again after a restart),
+    /// no longer in memory or in the way of later entries.
+    parked: u64,
+    /// The producer's `message.max.bytes`.
+    max_message: usize,
+    /// No send before this instant (after failed deliveries).
+    backoff_until: Option<Instant>,
+    backoff: Duration,
+    last_warn: Option<Instant>,
+    /// The outbox could not be compared with the topic (start-up was
+    /// interrupted): nothing is sent, so nothing is sent twice.
+    unverified: bool,
+    /// Cuts waits short (except the final drain).
+    shutdown: CancellationToken,
 }
 
 impl DeadLetters {
-    /// Loads the outbox and drops the entries the topic already holds.
-    pub fn open(kafka: &KafkaConfig, store: &dyn Store) -> anyhow::Result<Self> {
+    /// Loads the outbox and drops the entries the topic already holds. The
+    /// check gives up when `shutdown` is cancelled.
+    pub fn open(
+        kafka: &KafkaConfig,
+        store: &dyn Store,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Self> {
         let producer: BaseProducer<Deliveries> = client_config(
             kafka,
             &[("linger.ms", "5"), ("message.timeout.ms", "300000")],
@@ -90,25 +168,48 @@ impl DeadLetters {
         .context("creating the dead-letter producer")?;
         let stored: Vec<(u64, DeadLetter)> = state::outbox(store)?;
         let next_seq = stored.last().map(|(s, _)| s + 1).unwrap_or(0);
+        let max_message = kafka
+            .properties
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
         let mut me = DeadLetters {
             producer,
             topic: kafka.topics.dead_letter.clone(),
             next_seq,
+            pending_bytes: stored.iter().map(|(_, d)| d.raw.len()).sum(),
             pending: stored.into_iter().collect(),
             in_flight: HashSet::new(),
             acked: Vec::new(),
             published: Arc::default(),
+            parked: 0,
+            max_message,
+            backoff_until: None,
+            backoff: Duration::from_secs(1),
+            last_warn: None,
+            unverified: false,
+            shutdown: shutdown.clone(),
         };
         if !me.pending.is_empty() {
-            let already = published_sources(kafka, &me.topic, me.pending.len() as i64)?;
+            let already =
+                match published_sources(kafka, &me.topic, me.pending.len() as i64, shutdown) {
+                    Some(found) => found,
+                    None => {
+                        me.unverified = true;
+                        return Ok(me);
+                    }
+                };
             let before = me.pending.len();
+            let mut freed = 0;
             me.pending.retain(|seq, dl| {
                 let found = already.contains(&dl.source());
                 if found {
                     me.acked.push(*seq);
+                    freed += dl.raw.len();
                 }
                 !found
             });
+            me.pending_bytes -= freed;
             tracing::info!(
                 outbox = before,
                 already_published = before - me.pending.len(),
@@ -127,6 +228,17 @@ impl DeadLetters {
         self.pending.len()
     }
 
+    /// Dead letters rejected for good since start-up.
+    pub fn parked(&self) -> u64 {
+        self.parked
+    }
+
+    /// Whether the outbox in memory reached its bound: stage nothing more
+    /// until the topic takes some.
+    pub fn is_full(&self) -> bool {
+        self.pending.len() >= MAX_PENDING || self.pending_bytes >= MAX_PENDING_BYTES
+    }
+
     /// Puts `letters` into the outbox part of `batch`, and deletes the
     /// acknowledged entries.
     pub fn stage(&mut self, batch: &mut Batch, letters: Vec<DeadLetter>) {
@@ -137,6 +249,7 @@ impl DeadLetters {
             let seq = self.next_seq;
             self.next_seq += 1;
             state::put_outbox(batch, seq, &dl);
+            self.pending_bytes += dl.raw.len();
             self.pending.insert(seq, dl);
         }
     }
@@ -148,14 +261,58 @@ impl DeadLetters {
 
     /// Publishes what is pending and waits up to `wait` for delivery reports.
     /// Call only after the batch holding the entries was written.
+    /// Returns early once shutdown is cancelled.
     pub fn pump(&mut self, wait: Duration) {
+        self.publish(wait, true);
+    }
+
+    fn publish(&mut self, wait: Duration, interruptible: bool) {
+        if self.unverified {
+            return;
+        }
+        if self.backoff_until.is_none_or(|t| Instant::now() >= t) {
+            self.send_pending();
+        }
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.producer.poll(left.min(Duration::from_millis(10)));
+            self.collect();
+            let stop = interruptible && self.shutdown.is_cancelled();
+            if self.in_flight.is_empty() || left.is_zero() || stop {
+                break;
+            }
+        }
+    }
+
+    fn send_pending(&mut self) {
+        let mut rejected = Vec::new();
         for (seq, dl) in &self.pending {
             if self.in_flight.contains(seq) {
                 continue;
             }
             let partition = dl.partition.to_string();
             let offset = dl.offset.to_string();
-            let headers = OwnedHeaders::new()
+            let headers_len = HEADER_ERROR.len()
+                + dl.reason.len()
+                + HEADER_TOPIC.len()
+                + dl.topic.len()
+                + HEADER_PARTITION.len()
+                + partition.len()
+                + HEADER_OFFSET.len()
+                + offset.len()
+                + HEADER_TRUNCATED.len()
+                + 20;
+            let key_len = dl.key.as_ref().map_or(0, Vec::len);
+            let room = self
+                .max_message
+                .saturating_sub(headers_len + key_len + FRAMING);
+            let (value, cut_from) = fit(&dl.raw, room);
+            let original = cut_from.map(|n| n.to_string());
+            let mut headers = OwnedHeaders::new()
                 .insert(Header {
                     key: HEADER_ERROR,
                     value: Some(dl.reason.as_str()),
@@ -172,8 +329,14 @@ impl DeadLetters {
                     key: HEADER_OFFSET,
                     value: Some(offset.as_str()),
                 });
+            if let Some(n) = &original {
+                headers = headers.insert(Header {
+                    key: HEADER_TRUNCATED,
+                    value: Some(n.as_str()),
+                });
+            }
             let mut record = BaseRecord::with_opaque_to(&self.topic, Box::new(*seq))
-                .payload(&dl.raw)
+                .payload(value)
                 .headers(headers);
             if let Some(k) = &dl.key {
                 record = record.key(k);
@@ -182,6 +345,10 @@ impl DeadLetters {
                 Ok(()) => {
                     self.in_flight.insert(*seq);
                 }
+                Err((e, _)) if is_permanent(&e) => {
+                    tracing::error!(error = %e, source_topic = %dl.topic, partition = dl.partition, offset = dl.offset, "dead letter rejected by the producer; parked in the outbox until a restart");
+                    rejected.push(*seq);
+                }
                 Err((e, _)) => {
                     // Queue full or similar: the entry stays pending.
                     tracing::debug!(error = %e, "dead letter not queued yet");
@@ -189,17 +356,15 @@ impl DeadLetters {
                 }
             }
         }
-        if self.in_flight.is_empty() {
-            return;
+        for seq in rejected {
+            self.park(seq);
         }
-        let deadline = Instant::now() + wait;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            self.producer.poll(left.min(Duration::from_millis(10)));
-            self.collect();
-            if self.in_flight.is_empty() || left.is_zero() {
-                break;
-            }
+    }
+
+    fn park(&mut self, seq: u64) {
+        if let Some(dl) = self.pending.remove(&seq) {
+            self.pending_bytes -= dl.raw.len();
+            self.parked += 1;
         }
     }
 
@@ -212,31 +377,95 @@ impl DeadLetters {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
         );
-        for (seq, ok) in done {
+        let mut failed = 0usize;
+        for (seq, outcome) in done {
             self.in_flight.remove(&seq);
-            if ok && self.pending.remove(&seq).is_some() {
-                self.acked.push(seq);
-                self.published
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match outcome {
+                Delivery::Acked => {
+                    if let Some(dl) = self.pending.remove(&seq) {
+                        self.pending_bytes -= dl.raw.len();
+                        self.acked.push(seq);
+                        self.published
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    self.backoff = Duration::from_secs(1);
+                }
+                Delivery::Rejected => {
+                    tracing::error!(
+                        seq,
+                        "dead letter rejected by the broker; parked in the outbox until a restart"
+                    );
+                    self.park(seq);
+                }
+                Delivery::Retry => failed += 1,
             }
+        }
+        if failed > 0 {
+            // Sent again after a pause, not on every turn.
+            self.backoff_until = Some(Instant::now() + self.backoff);
+            if self
+                .last_warn
+                .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+            {
+                tracing::warn!(failed, retry_in = ?self.backoff, pending = self.pending.len(), "dead letters not delivered; will retry");
+                self.last_warn = Some(Instant::now());
+            }
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         }
     }
 
     /// Waits up to `wait` for everything in flight (shutdown).
     pub fn drain(&mut self, wait: Duration) {
-        self.pump(wait);
+        self.backoff_until = None;
+        self.publish(wait, false);
         let _ = self.producer.flush(Duration::from_millis(100));
         self.collect();
     }
 }
 
-/// The (topic, partition, offset) sources of the last dead letters in `topic`.
+/// How long the start-up check may take, at most.
+const CHECK_WAIT: Duration = Duration::from_secs(30);
+/// Timeout of one metadata or watermark request of the check.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Retries `f` until it succeeds, `deadline` passes (`Err`) or `shutdown`
+/// is cancelled (`Ok(None)`).
+fn retrying<T>(
+    deadline: Instant,
+    shutdown: &CancellationToken,
+    mut f: impl FnMut() -> Result<T, KafkaError>,
+) -> Result<Option<T>, KafkaError> {
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(None);
+        }
+        match f() {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "dead-letter topic check; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// The (topic, partition, offset) sources of the last dead letters in
+/// `topic`; `None` when `shutdown` interrupted the check. A broker that
+/// cannot be asked within `CHECK_WAIT` gives an empty set: the outbox is
+/// sent again, and the topic may then hold some entries twice.
 fn published_sources(
     kafka: &KafkaConfig,
     topic: &str,
     outbox: i64,
-) -> anyhow::Result<HashSet<(String, i32, i64)>> {
-    let consumer: BaseConsumer = client_config(
+    shutdown: &CancellationToken,
+) -> Option<HashSet<(String, i32, i64)>> {
+    let deadline = Instant::now() + CHECK_WAIT;
+    let give_up = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, topic, "cannot {what}; re-sending the dead-letter outbox (some entries may be published twice)");
+        Some(HashSet::new())
+    };
+    let consumer: BaseConsumer = match client_config(
         kafka,
         &[],
         &[
@@ -246,36 +475,48 @@ fn published_sources(
         ],
     )
     .create()
-    .context("creating the dead-letter check consumer")?;
-    let timeout = Duration::from_secs(10);
-    let metadata = match consumer.fetch_metadata(Some(topic), timeout) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(error = %e, topic, "cannot read dead-letter topic metadata; re-sending the outbox");
-            return Ok(HashSet::new());
-        }
+    {
+        Ok(c) => c,
+        Err(e) => return give_up("create the dead-letter check consumer", &e),
+    };
+    let metadata = match retrying(deadline, shutdown, || {
+        consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+    }) {
+        Ok(Some(m)) => m,
+        Ok(None) => return None,
+        Err(e) => return give_up("read dead-letter topic metadata", &e),
     };
     let mut tpl = TopicPartitionList::new();
     let mut open = 0usize;
     for t in metadata.topics() {
         for p in t.partitions() {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, p.id(), timeout)
-                .context("reading dead-letter watermarks")?;
+            let (low, high) = match retrying(deadline, shutdown, || {
+                consumer.fetch_watermarks(topic, p.id(), REQUEST_TIMEOUT)
+            }) {
+                Ok(Some(w)) => w,
+                Ok(None) => return None,
+                Err(e) => return give_up("read dead-letter watermarks", &e),
+            };
             if high > low {
                 let from = (high - outbox - TAIL_MARGIN).max(low);
-                tpl.add_partition_offset(topic, p.id(), Offset::Offset(from))?;
+                if let Err(e) = tpl.add_partition_offset(topic, p.id(), Offset::Offset(from)) {
+                    return give_up("build the check's assignment", &e);
+                }
                 open += 1;
             }
         }
     }
     let mut found = HashSet::new();
     if open == 0 {
-        return Ok(found);
+        return Some(found);
     }
-    consumer.assign(&tpl)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    if let Err(e) = consumer.assign(&tpl) {
+        return give_up("read the dead-letter topic", &e);
+    }
     while open > 0 && Instant::now() < deadline {
+        if shutdown.is_cancelled() {
+            return None;
+        }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 if let Some(h) = m.headers() {
@@ -301,5 +542,31 @@ fn published_sources(
             None => {}
         }
     }
-    Ok(found)
+    Some(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oversized_value_is_cut_and_its_length_kept() {
+        assert_eq!(fit(b"abc", 3), (&b"abc"[..], None));
+        assert_eq!(fit(b"abcdef", 4), (&b"abcd"[..], Some(6)));
+    }
+
+    #[test]
+    fn permanent_errors_are_told_from_transient_ones() {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        assert!(is_permanent(&KafkaError::MessageProduction(
+            C::MessageSizeTooLarge
+        )));
+        assert!(is_permanent(&KafkaError::MessageProduction(
+            C::TopicAuthorizationFailed
+        )));
+        assert!(!is_permanent(&KafkaError::MessageProduction(C::QueueFull)));
+        assert!(!is_permanent(&KafkaError::MessageProduction(
+            C::MessageTimedOut
+        )));
+    }
 }

@@ -1,19 +1,28 @@
 //! Kafka in and out; the only module that imports rdkafka.
 //!
-//! - `consumer`: the consumer group that feeds the engine. The next offset of
+//! - `consumer`: the consumer loop that feeds the engine. The next offset of
 //!   every partition is written in the same store batch as the state its
 //!   events produced; on assignment the consumer seeks to that stored offset.
 //!   Kafka's own committed offsets are written too, for lag tooling only.
+//! - `rebalance`: group membership: assignments, the checks made on them,
+//!   and when to rejoin.
+//! - `align`: applying partitions in step in event time (no Kafka client).
+//! - `process`: one raw message from bytes to an outcome, shared with
+//!   `replay` (no Kafka client).
 //! - `dead_letter`: invalid and late events go to the dead-letter topic through
 //!   an outbox kept in the store, so each bad message is published once even
 //!   across kill -9.
 //! - `produce`: publishing events (the generator, NDJSON files) to the topics.
 
+pub mod align;
 pub mod consumer;
 pub mod dead_letter;
+pub mod process;
 pub mod produce;
+pub mod rebalance;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use rdkafka::ClientConfig;
@@ -48,13 +57,34 @@ pub fn client_config(
     c
 }
 
-/// Consumer lag per partition, from librdkafka's statistics; read by `/metrics`.
+/// Consumer lag per partition, from librdkafka's statistics, and the
+/// consumer's recoveries; read by `/metrics`.
 #[derive(Debug, Default)]
 pub struct KafkaLag {
     by_partition: Mutex<BTreeMap<(String, i32), i64>>,
+    rejoins: AtomicU64,
+    lost: AtomicU64,
 }
 
 impl KafkaLag {
+    /// Counts a rejoin of the consumer group (held too few partitions).
+    pub fn add_rejoin(&self) {
+        self.rejoins.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rejoins(&self) -> u64 {
+        self.rejoins.load(Ordering::Relaxed)
+    }
+
+    /// Counts messages that were gone from the log before they were read.
+    pub fn add_lost(&self, n: u64) {
+        self.lost.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+
     pub fn set(&self, topic: &str, partition: i32, lag: i64) {
         let mut m = self.by_partition.lock().unwrap_or_else(|e| e.into_inner());
         m.insert((topic.to_string(), partition), lag);

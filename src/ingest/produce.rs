@@ -112,7 +112,7 @@ impl EventProducer {
                 };
                 (ev.kind_str(), Some(key))
             }
-            Err(_) => (crate::app::kind_hint(raw), None),
+            Err(_) => (super::process::kind_hint(raw), None),
         };
         let topic = self.topic_for(kind).to_string();
         self.send(&topic, key.as_deref(), raw)

@@ -600,3 +600,148 @@ async fn alerts_are_published_to_the_alerts_topic_keyed_by_fingerprint() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_dead_letter_is_cut_to_fit_and_does_not_block_later_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start("memory://tansu/", dir.path());
+    let k = kafka_cfg(&broker.addr());
+    broker.create_topics(&k);
+    let state = dir.path().join("state");
+    let log = dir.path().join("run.log");
+
+    // A message of about 1 MB (the input topic takes it; the dead-letter
+    // producer's message.max.bytes, 1,000,000, cannot take it with its
+    // headers), then three small bad ones behind it.
+    let big = vec![b'x'; 1_000_000];
+    let mut producer_cfg = k.clone();
+    producer_cfg
+        .properties
+        .insert("message.max.bytes".into(), "2000000".into());
+    let mut p = EventProducer::new(&producer_cfg).expect("producer");
+    p.send(&k.topics.probes, Some(b"acme"), &big).expect("send");
+    let bad = ["{bad1", "{bad2", "{bad3"];
+    for b in bad {
+        p.send(&k.topics.probes, Some(b"acme"), b.as_bytes())
+            .expect("send");
+    }
+    p.finish(Duration::from_secs(30)).expect("delivered");
+
+    let run = Pipeline::start(&broker.addr(), &state, &log);
+    run.wait_total(4, Duration::from_secs(60));
+    let counts = run.ingested().expect("metrics");
+    assert_eq!(counts.get("invalid"), Some(&4), "{counts:?}");
+
+    let check = |letters: &[(Vec<u8>, BTreeMap<String, String>)]| {
+        assert_eq!(letters.len(), 4, "every dead letter exactly once");
+        for b in bad {
+            let (_, h) = letters
+                .iter()
+                .find(|(v, _)| v == b.as_bytes())
+                .unwrap_or_else(|| panic!("dead letter {b} missing"));
+            assert!(!h.contains_key(dead_letter::HEADER_TRUNCATED));
+        }
+        let (v, h) = letters
+            .iter()
+            .find(|(_, h)| h.contains_key(dead_letter::HEADER_TRUNCATED))
+            .expect("the oversized dead letter, cut");
+        assert_eq!(h[dead_letter::HEADER_TRUNCATED], "1000000");
+        assert!(v.len() < big.len() && v.len() > 900_000, "{}", v.len());
+        assert!(big.starts_with(v));
+        assert!(h[dead_letter::HEADER_ERROR].contains("larger"));
+    };
+    check(&read_dead_letters(&k, 4));
+
+    // After a restart: nothing more, nothing twice.
+    run.kill9();
+    let run = Pipeline::start(&broker.addr(), &state, &log);
+    wait_for("/readyz 200", Duration::from_secs(30), || {
+        run.get("/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    // Ingest counters start at zero in a new process: nothing is read again.
+    let counts = run.ingested().expect("metrics");
+    assert_eq!(counts.values().sum::<u64>(), 0, "{counts:?}");
+    drop(run);
+    check(&read_dead_letters(&k, 4));
+}
+
+/// Prometheus sample `name` (no labels) from `/metrics`.
+fn metric(p: &Pipeline, name: &str) -> Option<f64> {
+    let (_, body) = p.get("/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_holding_too_few_partitions_rejoins_and_consumes_again() {
+    use slastream::ingest::rebalance::REJOIN_AFTER;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start("memory://tansu/", dir.path());
+    let k = kafka_cfg(&broker.addr());
+    broker.create_topics(&k);
+    let input = root().join("config/sample-events.ndjson");
+    let lines = non_empty_lines(&input);
+    publish_ndjson(&k, &input).expect("publish");
+    let state = dir.path().join("state");
+    let p = Pipeline::start(&broker.addr(), &state, &dir.path().join("run.log"));
+    p.wait_total(lines, Duration::from_secs(120));
+
+    // A second member of the group takes some of the partitions and keeps
+    // them: slastream holds only part of the input.
+    let group = shipped_config(dir.path()).kafka.group_id;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stealer = {
+        let stop = stop.clone();
+        let k = k.clone();
+        std::thread::spawn(move || {
+            let c: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &k.brokers)
+                .set("group.id", &group)
+                .set("enable.auto.commit", "false")
+                .set("session.timeout.ms", "10000")
+                .create()
+                .expect("consumer");
+            let t = &k.topics;
+            c.subscribe(&[&t.tickets, &t.incidents, &t.probes])
+                .expect("subscribe");
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = c.poll(Duration::from_millis(100));
+            }
+            c.unsubscribe();
+        })
+    };
+    wait_for("/readyz 503", Duration::from_secs(60), || {
+        p.get("/readyz").is_some_and(|(s, _)| s == 503)
+    });
+    let short_since = Instant::now();
+    // After the bound, the consumer rejoins (counted), and says so.
+    wait_for("a rejoin", REJOIN_AFTER + Duration::from_secs(40), || {
+        metric(&p, "slastream_kafka_rejoins_total").is_some_and(|n| n >= 1.0)
+    });
+    assert!(short_since.elapsed() + Duration::from_secs(15) >= REJOIN_AFTER);
+    let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap_or_default();
+    assert!(log.contains("rejoining the group"), "{log}");
+
+    // The other member leaves: the process takes every partition again and
+    // consumes what comes.
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    stealer.join().expect("stealer");
+    let more = dir.path().join("more.ndjson");
+    let now = slastream::model::time::format_rfc3339(slastream::model::time::Clock::now(
+        &slastream::model::time::WallClock,
+    ));
+    std::fs::write(
+        &more,
+        format!(
+            r#"{{"event_id":"after-rejoin","kind":"probe","occurred_at":"{now}","customer_id":"acme","probe_id":"p1","service":"api","success":true,"latency_ms":12}}"#
+        ) + "\n",
+    )
+    .expect("write");
+    publish_ndjson(&k, &more).expect("publish");
+    p.wait_total(lines + 1, Duration::from_secs(120));
+    wait_for("/readyz 200", Duration::from_secs(60), || {
+        p.get("/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    let (ok, _) = p.terminate();
+    assert!(ok, "SIGTERM must exit 0");
+}
