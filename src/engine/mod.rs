@@ -110,6 +110,9 @@ pub struct AuditEntry {
 pub struct Item<E> {
     pub id: String,
     pub events: Vec<E>,
+    /// Events of this item under their own keys in the store (appended in
+    /// arrival order, numbered from 0).
+    pub stored: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +139,7 @@ impl<E> Items<E> {
         self.list.push(Item {
             id: id.to_string(),
             events: Vec::new(),
+            stored: 0,
         });
         self.index.insert(id.to_string(), i);
         i
@@ -265,19 +269,26 @@ impl IngestCounts {
     }
 }
 
+/// A change of a ticket's or incident's stored events, in the order they
+/// happened (the store applies them in that order).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemOp<E> {
+    /// Event number `n` of the item, appended.
+    Append { item: ItemIdx, n: u32, ev: E },
+    /// The item dropped by retention: its `stored` events are deleted.
+    Gone { item: ItemIdx, stored: u32 },
+}
+
 /// What changed since the last `take_dirty`, for the store.
 #[derive(Debug, Clone, Default)]
 pub struct Dirty {
-    pub tickets: HashSet<ItemIdx>,
-    pub incidents: HashSet<ItemIdx>,
-    /// Tickets / incidents dropped by retention (ids).
-    pub tickets_gone: Vec<String>,
-    pub incidents_gone: Vec<String>,
+    pub tickets: Vec<ItemOp<TicketEv>>,
+    pub incidents: Vec<ItemOp<IncidentEv>>,
     pub customers: HashSet<CustomerIdx>,
     /// (slo index, customer, bucket start) of probe-SLO buckets.
     pub buckets: HashSet<(u32, CustomerIdx, Millis)>,
+    /// Ids of accepted events, with their event time.
     pub dedup: Vec<(dedup::IdHash, Millis)>,
-    pub dedup_gone: Vec<(dedup::IdHash, Millis)>,
     pub watermark: bool,
     pub exclusions: bool,
 }
@@ -438,14 +449,7 @@ impl Engine {
         if self.watermark.is_none_or(|w| ev.occurred_at > w) {
             self.watermark = Some(ev.occurred_at);
             self.dirty.watermark = true;
-            // Ids older than the lateness bound can never be applied again.
-            let cutoff = ev
-                .occurred_at
-                .saturating_sub(self.settings.max_lateness.saturating_mul(2));
-            let gone = self.dedup.prune(cutoff);
-            if self.track_dirty {
-                self.dirty.dedup_gone.extend(gone);
-            }
+            self.prune_dedup();
         }
         match &ev.body {
             Body::Probe(p) => self.apply_probe(ev, p),
@@ -453,6 +457,15 @@ impl Engine {
             Body::Incident(i) => self.apply_incident(ev, i),
         }
         Applied::Accepted
+    }
+
+    /// Forgets the ids of events far enough behind the watermark that they
+    /// could never be applied again (they are late).
+    pub(crate) fn prune_dedup(&mut self) {
+        if let Some(w) = self.watermark {
+            self.dedup
+                .prune(w.saturating_sub(self.settings.max_lateness.saturating_mul(2)));
+        }
     }
 
     /// Whether applying `ev` would create customers, groups or probe
@@ -725,12 +738,19 @@ impl Engine {
                 None
             },
         };
-        let events = &mut self.tickets.list[item as usize].events;
-        let pos = events.partition_point(|e| e.sort_key() < stored.sort_key());
-        events.insert(pos, stored);
+        let it = &mut self.tickets.list[item as usize];
         if self.track_dirty {
-            self.dirty.tickets.insert(item);
+            self.dirty.tickets.push(ItemOp::Append {
+                item,
+                n: it.stored,
+                ev: stored.clone(),
+            });
+            it.stored += 1;
         }
+        let pos = it
+            .events
+            .partition_point(|e| e.sort_key() < stored.sort_key());
+        it.events.insert(pos, stored);
         self.recompute_ticket(item);
     }
 
@@ -758,12 +778,19 @@ impl Engine {
             },
             planned: opened && i.planned,
         };
-        let events = &mut self.incidents.list[item as usize].events;
-        let pos = events.partition_point(|e| e.sort_key() < stored.sort_key());
-        events.insert(pos, stored);
+        let it = &mut self.incidents.list[item as usize];
         if self.track_dirty {
-            self.dirty.incidents.insert(item);
+            self.dirty.incidents.push(ItemOp::Append {
+                item,
+                n: it.stored,
+                ev: stored.clone(),
+            });
+            it.stored += 1;
         }
+        let pos = it
+            .events
+            .partition_point(|e| e.sort_key() < stored.sort_key());
+        it.events.insert(pos, stored);
         self.recompute_incident(item);
     }
 
@@ -1037,10 +1064,13 @@ impl Engine {
             if old_ticket(&self.tickets.list[t].events) {
                 self.tickets.list[t].events.clear();
                 self.recompute_ticket(t as ItemIdx);
-                if self.track_dirty {
-                    self.dirty
-                        .tickets_gone
-                        .push(self.tickets.list[t].id.clone());
+                let it = &mut self.tickets.list[t];
+                if self.track_dirty && it.stored > 0 {
+                    self.dirty.tickets.push(ItemOp::Gone {
+                        item: t as ItemIdx,
+                        stored: it.stored,
+                    });
+                    it.stored = 0;
                 }
             }
         }
@@ -1052,10 +1082,13 @@ impl Engine {
             if old {
                 self.incidents.list[i].events.clear();
                 self.recompute_incident(i as ItemIdx);
-                if self.track_dirty {
-                    self.dirty
-                        .incidents_gone
-                        .push(self.incidents.list[i].id.clone());
+                let it = &mut self.incidents.list[i];
+                if self.track_dirty && it.stored > 0 {
+                    self.dirty.incidents.push(ItemOp::Gone {
+                        item: i as ItemIdx,
+                        stored: it.stored,
+                    });
+                    it.stored = 0;
                 }
             }
         }
