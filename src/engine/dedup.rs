@@ -12,7 +12,7 @@
 //! `store::state`); `Dedup` remembers each stored block's newest event time
 //! so a block is deleted whole once every id in it is forgotten.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::model::time::{Millis, HOUR};
@@ -67,11 +67,19 @@ fn hour_of(t: Millis) -> i64 {
     t.div_euclid(HOUR)
 }
 
+/// The ids of one hour of event time, in arrival order; those from `saved`
+/// on are not in a stored block yet.
+#[derive(Debug, Clone, Default)]
+struct Hour {
+    ids: Vec<(Key, Millis)>,
+    saved: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Dedup {
-    seen: HashMap<Key, Millis, BuildHasherDefault<PassThrough>>,
+    seen: HashSet<Key, BuildHasherDefault<PassThrough>>,
     /// The ids of `seen` by hour of event time.
-    by_hour: BTreeMap<i64, Vec<Key>>,
+    by_hour: BTreeMap<i64, Hour>,
     /// Ids of hours below this one are forgotten.
     kept_from_hour: i64,
     /// Stored blocks: (newest event time in it, block number).
@@ -82,7 +90,7 @@ pub struct Dedup {
 impl Default for Dedup {
     fn default() -> Self {
         Dedup {
-            seen: HashMap::default(),
+            seen: HashSet::default(),
             by_hour: BTreeMap::new(),
             kept_from_hour: i64::MIN,
             blocks: BTreeSet::new(),
@@ -93,7 +101,7 @@ impl Default for Dedup {
 
 impl Dedup {
     pub fn contains(&self, h: IdHash) -> bool {
-        self.seen.contains_key(&Key::of(h))
+        self.seen.contains(&Key::of(h))
     }
 
     /// Remembers `h`, unless its hour is already forgotten (such an event is
@@ -104,8 +112,8 @@ impl Dedup {
             return;
         }
         let k = Key::of(h);
-        if self.seen.insert(k, at).is_none() {
-            self.by_hour.entry(hour).or_default().push(k);
+        if self.seen.insert(k) {
+            self.by_hour.entry(hour).or_default().ids.push((k, at));
         }
     }
 
@@ -118,7 +126,9 @@ impl Dedup {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (IdHash, Millis)> + '_ {
-        self.seen.iter().map(|(h, t)| (h.hash(), *t))
+        self.by_hour
+            .values()
+            .flat_map(|h| h.ids.iter().map(|(k, at)| (k.hash(), *at)))
     }
 
     /// Forgets the ids of every hour entirely older than the hour of
@@ -133,9 +143,34 @@ impl Dedup {
             if *entry.key() >= hour {
                 break;
             }
-            for k in entry.remove() {
+            for (k, _) in entry.remove().ids {
                 self.seen.remove(&k);
             }
+        }
+    }
+
+    /// Hands the ids not yet in a stored block to `f` (at most `max`, in
+    /// hour order), and counts them as stored. Returns how many it handed.
+    pub fn take_unsaved(&mut self, max: usize, mut f: impl FnMut(IdHash, Millis)) -> usize {
+        let mut n = 0;
+        for hour in self.by_hour.values_mut() {
+            let take = (hour.ids.len() - hour.saved).min(max - n);
+            for (k, at) in &hour.ids[hour.saved..hour.saved + take] {
+                f(k.hash(), *at);
+            }
+            hour.saved += take;
+            n += take;
+            if n == max {
+                break;
+            }
+        }
+        n
+    }
+
+    /// Counts every id held as stored (after a restore).
+    pub fn mark_saved(&mut self) {
+        for hour in self.by_hour.values_mut() {
+            hour.saved = hour.ids.len();
         }
     }
 
@@ -237,6 +272,23 @@ mod tests {
         assert_eq!(d.add_block(0), 8, "numbers continue after restored ones");
         d.prune(10 * HOUR);
         assert_eq!(d.take_forgotten_blocks(), vec![8, b1]);
+    }
+
+    #[test]
+    fn unsaved_ids_are_handed_once_in_bounded_groups() {
+        let mut d = Dedup::default();
+        for i in 0..10i64 {
+            d.insert(i as u128, (i % 3) * HOUR);
+        }
+        let mut got = Vec::new();
+        assert_eq!(d.take_unsaved(4, |h, _| got.push(h)), 4);
+        assert_eq!(d.take_unsaved(100, |h, _| got.push(h)), 6);
+        assert_eq!(d.take_unsaved(100, |h, _| got.push(h)), 0);
+        got.sort();
+        assert_eq!(got, (0..10u128).collect::<Vec<_>>());
+        d.insert(42, 5 * HOUR);
+        d.mark_saved();
+        assert_eq!(d.take_unsaved(100, |_, _| {}), 0);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use buckets::{Counts, Series};
 use clock::{
     evaluate, incident_timeline, ticket_timeline, ClockRun, IncidentEv, Outcome, TicketEv,
 };
-use customers::{CustomerIdx, Customers, GroupIdx, LimitHit, LimitRejections, Named, Origin};
+use customers::{CustomerIdx, Customers, GroupIdx, LimitHit, LimitRejections, Named};
 use dedup::Dedup;
 
 pub type ItemIdx = u32;
@@ -287,8 +287,6 @@ pub struct Dirty {
     pub customers: HashSet<CustomerIdx>,
     /// (slo index, customer, bucket start) of probe-SLO buckets.
     pub buckets: HashSet<(u32, CustomerIdx, Millis)>,
-    /// Ids of accepted events, with their event time.
-    pub dedup: Vec<(dedup::IdHash, Millis)>,
     pub watermark: bool,
     pub exclusions: bool,
 }
@@ -442,10 +440,8 @@ impl Engine {
             self.limit_rejections.record(&hit);
             return Applied::Invalid(hit.to_string());
         }
+        // The ids not yet stored are the dedup set's own: `take_unsaved`.
         self.dedup.insert(h, ev.occurred_at);
-        if self.track_dirty {
-            self.dirty.dedup.push((h, ev.occurred_at));
-        }
         if self.watermark.is_none_or(|w| ev.occurred_at > w) {
             self.watermark = Some(ev.occurred_at);
             self.dirty.watermark = true;
@@ -514,10 +510,7 @@ impl Engine {
         at: Millis,
         event_id: &str,
     ) -> CustomerIdx {
-        let named = self.customers.name(id, segment, timezone, || Origin {
-            at,
-            event_id: event_id.to_string(),
-        });
+        let named = self.customers.name(id, segment, timezone, at, event_id);
         let idx = named.idx();
         match named {
             Named::Known(_) => {}

@@ -456,11 +456,21 @@ pub fn dirty_batch(engine: &mut Engine) -> Batch {
     for n in engine.dedup.take_forgotten_blocks() {
         b.delete(key(b'd', &n.to_be_bytes()));
     }
-    for chunk in dirty.dedup.chunks(DEDUP_BLOCK_IDS) {
-        let max_at = chunk.iter().map(|(_, at)| *at).max().unwrap_or(i64::MIN);
-        let n = engine.dedup.add_block(max_at);
-        let (k, v) = dedup_block(n, chunk);
-        b.put(k, v);
+    loop {
+        // Packed straight into the value: 8 bytes of header, filled last.
+        let mut v = vec![0u8; 8];
+        let mut max_at = i64::MIN;
+        let n = engine.dedup.take_unsaved(DEDUP_BLOCK_IDS, |h, at| {
+            v.extend_from_slice(&h.to_be_bytes());
+            v.extend_from_slice(&at.to_be_bytes());
+            max_at = max_at.max(at);
+        });
+        if n == 0 {
+            break;
+        }
+        v[..8].copy_from_slice(&max_at.to_be_bytes());
+        let block = engine.dedup.add_block(max_at);
+        b.put(key(b'd', &block.to_be_bytes()), v);
     }
     for c in dirty.customers {
         if let Some(seen) = engine.customers.seen(c) {
@@ -576,6 +586,7 @@ pub fn restore(cfg: &Config, store: &dyn Store) -> Result<Engine, StoreError> {
     }
     // Forget what the engine that wrote the state had forgotten.
     e.prune_dedup();
+    e.dedup.mark_saved();
     if let Some(v) = store.get(EXCLUSIONS)? {
         let x: ExclusionState = decode(EXCLUSIONS, &v)?;
         e.next_exclusion_id = x.next_id;
