@@ -414,10 +414,17 @@ impl std::fmt::Display for ReplaySummary {
 const CHUNK_BYTES: usize = 1 << 20;
 /// Chunks decoded ahead of the applying thread: bounds the memory the reader
 /// can run ahead by.
-const DECODED_AHEAD: usize = 4;
-/// Commits queued behind the one being written: one, so applying runs while
-/// the previous commit syncs, and waits when the disk is slower than that.
-const COMMITS_QUEUED: usize = 1;
+const DECODED_AHEAD: usize = 2;
+/// Commits queued behind the one being written: none, the next one is
+/// handed over when the writer is free. Applying runs while a commit syncs;
+/// a commit holds a second of input, so this bounds the memory of commits to
+/// the one being written and the one being built, and the submitter waits
+/// when the disk is slower than that.
+const COMMITS_QUEUED: usize = 0;
+/// Accepted events after which a commit is made before the interval is
+/// over: bounds the size of one commit (and the memory it takes on its way
+/// to the disk) when the input is fast.
+const COMMIT_MAX_EVENTS: usize = 1 << 17;
 
 /// Applies every line of the file, committing the state once a second.
 pub fn replay_file(
@@ -564,7 +571,7 @@ fn apply_chunks(
             break;
         }
         let now = clock.now();
-        {
+        let full = {
             let mut e = engine.write().unwrap_or_else(|e| e.into_inner());
             for (n, raw, decoded) in chunk.drain() {
                 lines = n;
@@ -580,12 +587,13 @@ fn apply_chunks(
                     writeln!(w, "{rec}").context("writing dead letters")?;
                 }
             }
-        }
+            e.unsaved_ids() >= COMMIT_MAX_EVENTS
+        };
         // The first commit follows the first chunk, and the first progress
         // line follows that commit's acknowledgement: once it is printed,
         // some state is durable.
         let first = last_progress.is_none();
-        if first || last_commit.elapsed() >= commit_interval {
+        if first || full || last_commit.elapsed() >= commit_interval {
             last_commit = Instant::now();
             let (acked_tx, acked_rx) = std::sync::mpsc::channel::<()>();
             if !submit_state(engine, writer, first.then_some(acked_tx)) {

@@ -85,6 +85,8 @@ pub struct Dedup {
     /// Stored blocks: (newest event time in it, block number).
     blocks: BTreeSet<(Millis, u64)>,
     next_block: u64,
+    /// Ids not yet handed to `take_unsaved` (forgotten ones included).
+    unsaved: usize,
 }
 
 impl Default for Dedup {
@@ -95,6 +97,7 @@ impl Default for Dedup {
             kept_from_hour: i64::MIN,
             blocks: BTreeSet::new(),
             next_block: 0,
+            unsaved: 0,
         }
     }
 }
@@ -114,6 +117,7 @@ impl Dedup {
         let k = Key::of(h);
         if self.seen.insert(k) {
             self.by_hour.entry(hour).or_default().ids.push((k, at));
+            self.unsaved += 1;
         }
     }
 
@@ -160,6 +164,7 @@ impl Dedup {
             }
             hour.saved += take;
             n += take;
+            self.unsaved = self.unsaved.saturating_sub(take);
             if n == max {
                 break;
             }
@@ -172,6 +177,13 @@ impl Dedup {
         for hour in self.by_hour.values_mut() {
             hour.saved = hour.ids.len();
         }
+        self.unsaved = 0;
+    }
+
+    /// About how many ids are not in a stored block yet (at least as many):
+    /// what the next commit will hold.
+    pub fn unsaved(&self) -> usize {
+        self.unsaved
     }
 
     /// Numbers a new stored block whose newest id has event time `max_at`.
@@ -280,10 +292,12 @@ mod tests {
         for i in 0..10i64 {
             d.insert(i as u128, (i % 3) * HOUR);
         }
+        assert_eq!(d.unsaved(), 10);
         let mut got = Vec::new();
         assert_eq!(d.take_unsaved(4, |h, _| got.push(h)), 4);
         assert_eq!(d.take_unsaved(100, |h, _| got.push(h)), 6);
         assert_eq!(d.take_unsaved(100, |h, _| got.push(h)), 0);
+        assert_eq!(d.unsaved(), 0);
         got.sort();
         assert_eq!(got, (0..10u128).collect::<Vec<_>>());
         d.insert(42, 5 * HOUR);
