@@ -306,8 +306,11 @@ fn dedup_block(n: u64, ids: &[(u128, i64)]) -> (Vec<u8>, Vec<u8>) {
     (key(b'd', &n.to_be_bytes()), v)
 }
 
+/// Event ids (hash, `occurred_at`).
+type Ids = Vec<(u128, i64)>;
+
 /// (block number, newest event time, ids) of a stored dedup block.
-fn parse_dedup_block(k: &[u8], v: &[u8]) -> Result<(u64, i64, Vec<(u128, i64)>), StoreError> {
+fn parse_dedup_block(k: &[u8], v: &[u8]) -> Result<(u64, i64, Ids), StoreError> {
     let n: [u8; 8] = k
         .get(1..)
         .and_then(|n| n.try_into().ok())

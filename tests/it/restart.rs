@@ -141,8 +141,8 @@ fn replay_status(
 /// A crash right after a commit is written and synced, before anything
 /// acknowledges it (the writer aborts the process there), then a re-run of
 /// the whole file: nothing is lost, nothing counted twice. Commit 1 is the
-/// first chunk's; the last one holds the end of the file (the re-run then
-/// finds every event already applied).
+/// first chunk's, commit 2 the next one (or the last, which holds the end of
+/// the file: the re-run then finds every event already applied).
 #[tokio::test]
 async fn a_crash_between_a_commits_write_and_its_acknowledgement_loses_and_doubles_nothing() {
     let base = tempfile::tempdir().expect("tempdir");
