@@ -411,20 +411,19 @@ impl std::fmt::Display for ReplaySummary {
 
 /// Bytes read per chunk of lines handed from the reading thread to the
 /// applying one (a line longer than this makes a bigger chunk).
-const CHUNK_BYTES: usize = 1 << 20;
+const CHUNK_BYTES: usize = 1 << 18;
 /// Chunks decoded ahead of the applying thread: bounds the memory the reader
 /// can run ahead by.
 const DECODED_AHEAD: usize = 2;
 /// Commits queued behind the one being written: none, the next one is
 /// handed over when the writer is free. Applying runs while a commit syncs;
-/// a commit holds a second of input, so this bounds the memory of commits to
-/// the one being written and the one being built, and the submitter waits
-/// when the disk is slower than that.
+/// this bounds the memory of commits to the one being written and the one
+/// being built, and the submitter waits when the disk is slower than that.
 const COMMITS_QUEUED: usize = 0;
 /// Accepted events after which a commit is made before the interval is
 /// over: bounds the size of one commit (and the memory it takes on its way
 /// to the disk) when the input is fast.
-const COMMIT_MAX_EVENTS: usize = 1 << 17;
+const COMMIT_MAX_EVENTS: usize = 1 << 16;
 
 /// Applies every line of the file, committing the state once a second.
 pub fn replay_file(
