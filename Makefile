@@ -9,6 +9,9 @@ demo:
 test:
 	scripts/test.sh
 
+# The criterion benches (decode; decode+apply with and without persistence,
+# over 35 days of event time), then the end-to-end replay figure.
 bench:
 	scripts/setup.sh
 	cargo bench --bench engine --bench decode
+	scripts/replay_bench.sh

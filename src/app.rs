@@ -2,7 +2,7 @@
 //! persists one batch per group of events, serves the API, drains on
 //! cancellation. One `CancellationToken` is the root of every task.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -18,13 +18,11 @@ use crate::engine::{Engine, IngestCounts};
 use crate::export::{ExportOptions, PipelineMetrics};
 use crate::health::Health;
 use crate::ingest::consumer::ConsumerEnv;
-use crate::ingest::process::process;
+use crate::ingest::process::{process_decoded, DecodedLines};
 use crate::ingest::KafkaLag;
 use crate::model::time::{Clock, WallClock};
+use crate::store::writer::{Commit, OnDurable, Writer};
 use crate::store::{state, RocksStore, Store};
-
-/// Events applied between two persisted batches.
-pub const BATCH_EVENTS: usize = 4096;
 
 pub struct ReplayOptions {
     pub input: PathBuf,
@@ -322,8 +320,16 @@ pub async fn replay(
         let store = store.clone();
         let shutdown = shutdown.clone();
         let clock = clock.clone();
+        let every = Duration::from_millis(cfg.state.commit_interval.unsigned_abs());
         tokio::task::spawn_blocking(move || {
-            replay_file(&opts, &engine, store.as_ref(), clock.as_ref(), &shutdown)
+            replay_file_every(
+                &opts,
+                &engine,
+                store.as_ref(),
+                clock.as_ref(),
+                &shutdown,
+                every,
+            )
         })
     };
     let summary = match feed.await {
@@ -406,7 +412,23 @@ impl std::fmt::Display for ReplaySummary {
     }
 }
 
-/// Applies every line of the file, persisting one batch per `BATCH_EVENTS`.
+/// Bytes read per chunk of lines handed from the reading thread to the
+/// applying one (a line longer than this makes a bigger chunk).
+const CHUNK_BYTES: usize = 1 << 18;
+/// Chunks decoded ahead of the applying thread: bounds the memory the reader
+/// can run ahead by.
+const DECODED_AHEAD: usize = 2;
+/// Commits queued behind the one being written: none, the next one is
+/// handed over when the writer is free. Applying runs while a commit syncs;
+/// this bounds the memory of commits to the one being written and the one
+/// being built, and the submitter waits when the disk is slower than that.
+const COMMITS_QUEUED: usize = 0;
+/// Accepted events after which a commit is made before the interval is
+/// over: bounds the size of one commit (and the memory it takes on its way
+/// to the disk) when the input is fast.
+const COMMIT_MAX_EVENTS: usize = 1 << 16;
+
+/// Applies every line of the file, committing the state once a second.
 pub fn replay_file(
     opts: &ReplayOptions,
     engine: &RwLock<Engine>,
@@ -414,92 +436,215 @@ pub fn replay_file(
     clock: &dyn Clock,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<ReplaySummary> {
+    replay_file_every(
+        opts,
+        engine,
+        store,
+        clock,
+        shutdown,
+        Duration::from_millis(Config::default().state.commit_interval.unsigned_abs()),
+    )
+}
+
+/// Applies every line of the file, committing the state every
+/// `commit_interval` and at the end. Three threads: one reads and decodes
+/// chunks of lines, this one applies them (the engine has one writer), one
+/// writes and syncs the commits. A crash loses at most what was applied
+/// since the last durable commit; since the file is read again whole on the
+/// next run and duplicates are recognised, the result is exact anyway.
+pub fn replay_file_every(
+    opts: &ReplayOptions,
+    engine: &RwLock<Engine>,
+    store: &dyn Store,
+    clock: &dyn Clock,
+    shutdown: &CancellationToken,
+    commit_interval: Duration,
+) -> anyhow::Result<ReplaySummary> {
     let file = std::fs::File::open(&opts.input)
         .with_context(|| format!("opening {}", opts.input.display()))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut dead = match &opts.dead_letter {
+    let dead = match &opts.dead_letter {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
         )),
         None => None,
     };
     let started = Instant::now();
-    let mut last_progress = Instant::now();
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<DecodedLines>(DECODED_AHEAD);
+        let reader = std::thread::Builder::new()
+            .name("replay-reader".into())
+            .spawn_scoped(s, move || read_chunks(file, &tx, shutdown))
+            .context("starting the reader thread")?;
+        let mut writer = Writer::spawn(s, store, COMMITS_QUEUED);
+        let applied = apply_chunks(
+            rx,
+            engine,
+            &mut writer,
+            clock,
+            dead,
+            shutdown,
+            commit_interval,
+            started,
+        );
+        // Every commit submitted is written before anything is reported.
+        let written = writer.finish();
+        let read = match reader.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        written?;
+        let (lines, counts) = applied?;
+        let eof = read?;
+        Ok(ReplaySummary {
+            lines,
+            counts,
+            elapsed: started.elapsed(),
+            interrupted: !eof || shutdown.is_cancelled(),
+        })
+    })
+}
+
+/// Reads `file` in chunks of whole lines, decodes each and sends it on.
+/// Returns whether the end of the file was reached.
+fn read_chunks(
+    mut file: std::fs::File,
+    tx: &std::sync::mpsc::SyncSender<DecodedLines>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<bool> {
+    let mut carry: Vec<u8> = Vec::new();
+    let mut next_line: u64 = 1;
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(false);
+        }
+        let mut buf = Vec::with_capacity(carry.len() + CHUNK_BYTES);
+        buf.append(&mut carry);
+        let got = (&mut file)
+            .take(CHUNK_BYTES as u64)
+            .read_to_end(&mut buf)
+            .context("reading input")?;
+        let eof = got < CHUNK_BYTES;
+        if !eof {
+            match buf.iter().rposition(|b| *b == b'\n') {
+                Some(end) => carry.extend_from_slice(&buf[end + 1..]),
+                None => {
+                    // A line longer than a chunk: read on.
+                    carry = buf;
+                    continue;
+                }
+            }
+            let keep = buf.len() - carry.len();
+            buf.truncate(keep);
+        }
+        if !buf.is_empty() {
+            let chunk = DecodedLines::decode(buf, next_line);
+            next_line += chunk.len() as u64;
+            if tx.send(chunk).is_err() {
+                // The applying side stopped (an error or a shutdown).
+                return Ok(false);
+            }
+        }
+        if eof {
+            return Ok(true);
+        }
+    }
+}
+
+/// Applies decoded chunks as they come, submitting a commit every
+/// `commit_interval` and one at the end. Returns the lines seen and the
+/// outcome counts.
+#[allow(clippy::too_many_arguments)]
+fn apply_chunks(
+    rx: std::sync::mpsc::Receiver<DecodedLines>,
+    engine: &RwLock<Engine>,
+    writer: &mut Writer<'_>,
+    clock: &dyn Clock,
+    mut dead: Option<std::io::BufWriter<std::fs::File>>,
+    shutdown: &CancellationToken,
+    commit_interval: Duration,
+    started: Instant,
+) -> anyhow::Result<(u64, IngestCounts)> {
     let mut counts = IngestCounts::default();
-    let mut line_no: u64 = 0;
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut lines: Vec<Vec<u8>> = Vec::with_capacity(BATCH_EVENTS);
-    let mut eof = false;
-    while !eof {
+    let mut lines: u64 = 0;
+    let mut last_commit = Instant::now();
+    let mut last_progress: Option<Instant> = None;
+    for mut chunk in rx {
         if shutdown.is_cancelled() {
             break;
         }
-        lines.clear();
-        while lines.len() < BATCH_EVENTS {
-            buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .context("reading input")?;
-            if n == 0 {
-                eof = true;
+        let now = clock.now();
+        let full = {
+            let mut e = engine.write().unwrap_or_else(|e| e.into_inner());
+            for (n, raw, decoded) in chunk.drain() {
+                lines = n;
+                let Some(decoded) = decoded else { continue };
+                let p = process_decoded(&mut e, raw, decoded, now);
+                counts.record(&p.result);
+                if let (Some(w), Some(reason)) = (dead.as_mut(), p.dead_letter) {
+                    let rec = serde_json::json!({
+                        "error": reason,
+                        "line": n,
+                        "raw": String::from_utf8_lossy(raw),
+                    });
+                    writeln!(w, "{rec}").context("writing dead letters")?;
+                }
+            }
+            e.unsaved_ids() >= COMMIT_MAX_EVENTS
+        };
+        // The first commit follows the first chunk, and the first progress
+        // line follows that commit's acknowledgement: once it is printed,
+        // some state is durable.
+        let first = last_progress.is_none();
+        if first || full || last_commit.elapsed() >= commit_interval {
+            last_commit = Instant::now();
+            let (acked_tx, acked_rx) = std::sync::mpsc::channel::<()>();
+            if !submit_state(engine, writer, first.then_some(acked_tx)) {
                 break;
             }
-            let trimmed = trim_line(&buf);
-            lines.push(trimmed.to_vec());
-        }
-        let now = clock.now();
-        let mut e = engine.write().unwrap_or_else(|e| e.into_inner());
-        for raw in &lines {
-            line_no += 1;
-            if raw.is_empty() {
-                continue;
-            }
-            let p = process(&mut e, raw, now);
-            counts.record(&p.result);
-            if let (Some(w), Some(reason)) = (dead.as_mut(), p.dead_letter) {
-                let rec = serde_json::json!({
-                    "error": reason,
-                    "line": line_no,
-                    "raw": String::from_utf8_lossy(raw),
-                });
-                writeln!(w, "{rec}").context("writing dead letters")?;
+            if first && acked_rx.recv().is_err() {
+                // The writer dropped the acknowledgement: it failed, and
+                // `finish` says why.
+                break;
             }
         }
-        e.maybe_compact();
-        let batch = state::dirty_batch(&mut e);
-        drop(e);
-        store.write(batch)?;
-        // The first line follows the first persisted batch, then one a second.
-        if line_no as usize == lines.len() || last_progress.elapsed() >= Duration::from_secs(1) {
-            last_progress = Instant::now();
+        if last_progress.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            last_progress = Some(Instant::now());
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             eprintln!(
                 "replay: {} lines, {:.0} events/s, invalid {}, duplicate {}, late {}",
-                line_no,
-                line_no as f64 / secs,
+                lines,
+                lines as f64 / secs,
                 counts.invalid,
                 counts.duplicate,
                 counts.late
             );
         }
     }
+    submit_state(engine, writer, None);
     if let Some(mut w) = dead {
         w.flush().context("writing dead letters")?;
     }
-    Ok(ReplaySummary {
-        lines: line_no,
-        counts,
-        elapsed: started.elapsed(),
-        interrupted: !eof,
-    })
+    Ok((lines, counts))
 }
 
-fn trim_line(buf: &[u8]) -> &[u8] {
-    let mut end = buf.len();
-    while end > 0 && (buf[end - 1] == b'\n' || buf[end - 1] == b'\r') {
-        end -= 1;
-    }
-    &buf[..end]
+/// Encodes what changed in the engine and queues it for the writer; `ack`
+/// hears once it is durable. False when the writer has stopped.
+fn submit_state(
+    engine: &RwLock<Engine>,
+    writer: &mut Writer<'_>,
+    ack: Option<std::sync::mpsc::Sender<()>>,
+) -> bool {
+    let batch = {
+        let mut e = engine.write().unwrap_or_else(|e| e.into_inner());
+        e.maybe_compact();
+        state::dirty_batch(&mut e)
+    };
+    let on_durable: Option<OnDurable> = ack.map(|tx| {
+        Box::new(move || {
+            let _ = tx.send(());
+        }) as OnDurable
+    });
+    writer.submit(Commit { batch, on_durable }).is_ok()
 }
 
 /// Where `check-config` and the other commands look by default.

@@ -23,7 +23,7 @@ use crate::model::slo::{
     Exclusion, Indicator, Level, SloDef, SloTerms, SloVersion, SloWindow, Targets, PRIORITIES,
     SEVERITIES,
 };
-use crate::model::time::{parse_duration, parse_rfc3339, Millis, DAY, MINUTE};
+use crate::model::time::{parse_duration, parse_rfc3339, Millis, DAY, MINUTE, SECOND};
 
 use raw::{
     quote_key, DateText, RawAlerting, RawCalendar, RawConfig, RawCredit, RawCustomer,
@@ -111,6 +111,7 @@ impl Default for Config {
             },
             state: StateConfig {
                 path: PathBuf::from("./data"),
+                commit_interval: SECOND,
             },
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
@@ -458,12 +459,32 @@ fn kafka(raw: RawKafka, d: KafkaConfig, p: &mut Problems) -> KafkaConfig {
     }
 }
 
+/// The longest `state.commit_interval`: beyond it a crash would make a
+/// restart redo minutes of input, and a rebalance wait as long.
+pub const MAX_COMMIT_INTERVAL: Millis = MINUTE;
+
 fn state(raw: RawState, d: StateConfig, p: &mut Problems) -> StateConfig {
-    match raw.path {
-        None => d,
-        Some(path) => StateConfig {
-            path: non_empty(path, "state.path", p).map_or(d.path, PathBuf::from),
+    let path = match raw.path {
+        None => d.path,
+        Some(path) => non_empty(path, "state.path", p).map_or(d.path, PathBuf::from),
+    };
+    let commit_interval = match raw.commit_interval {
+        None => d.commit_interval,
+        Some(text) => match positive_duration(&text, "state.commit_interval", p) {
+            Some(ms) if ms > MAX_COMMIT_INTERVAL => {
+                p.push(
+                    "state.commit_interval",
+                    format!("`{text}` is longer than the longest interval, 1m"),
+                );
+                d.commit_interval
+            }
+            Some(ms) => ms,
+            None => d.commit_interval,
         },
+    };
+    StateConfig {
+        path,
+        commit_interval,
     }
 }
 
@@ -1806,6 +1827,7 @@ mod tests {
             "enable.idempotence" = true
             [state]
             path = "/var/lib/slastream"
+            commit_interval = "2s"
             [http]
             listen = "[::]:8080"
             [ingest]
@@ -1825,6 +1847,7 @@ mod tests {
         assert_eq!(c.kafka.properties["linger.ms"], "5");
         assert_eq!(c.kafka.properties["enable.idempotence"], "true");
         assert_eq!(c.state.path, PathBuf::from("/var/lib/slastream"));
+        assert_eq!(c.state.commit_interval, 2 * SECOND);
         assert_eq!(c.http.listen.port(), 8080);
         assert_eq!(c.ingest.max_lateness, 90 * MINUTE);
         assert_eq!(c.ingest.max_future_skew, 5 * MINUTE);
@@ -1845,6 +1868,7 @@ mod tests {
             probes = "bad topic"
             [state]
             path = ""
+            commit_interval = "2m"
             [http]
             listen = "localhost"
             [ingest]
@@ -1860,6 +1884,11 @@ mod tests {
         assert_problem(&p, "kafka.topics.alerts", "also an input topic");
         assert_problem(&p, "kafka.topics.probes", "invalid topic name");
         assert_problem(&p, "state.path", "must not be empty");
+        assert_problem(
+            &p,
+            "state.commit_interval",
+            "longer than the longest interval, 1m",
+        );
         assert_problem(&p, "http.listen", "invalid listen address `localhost`");
         assert_problem(&p, "ingest.max_lateness", "invalid duration `7 days`");
         assert_problem(&p, "ingest.max_future_skew", "must be positive");
@@ -1870,7 +1899,7 @@ mod tests {
         );
         assert_problem(&p, "alerting.resend_interval", "invalid duration");
         assert_problem(&p, "alerting.warn_at", "out of range");
-        assert_eq!(p.len(), 10, "{}", render(&p));
+        assert_eq!(p.len(), 11, "{}", render(&p));
     }
 
     #[test]

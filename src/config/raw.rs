@@ -78,6 +78,7 @@ pub struct RawTopics {
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub struct RawState {
     pub path: Option<String>,
+    pub commit_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

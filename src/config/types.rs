@@ -46,6 +46,9 @@ pub struct TopicsConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateConfig {
     pub path: PathBuf,
+    /// How often the state is committed (written and synced) while events
+    /// are being applied: what a crash can make the process read again.
+    pub commit_interval: Millis,
 }
 
 #[derive(Debug, Clone, PartialEq)]

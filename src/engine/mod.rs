@@ -14,6 +14,7 @@ pub mod query;
 pub mod versions;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, LimitsConfig};
@@ -29,7 +30,7 @@ use buckets::{Counts, Series};
 use clock::{
     evaluate, incident_timeline, ticket_timeline, ClockRun, IncidentEv, Outcome, TicketEv,
 };
-use customers::{CustomerIdx, Customers, GroupIdx, LimitHit, LimitRejections, Named, Origin};
+use customers::{CustomerIdx, Customers, GroupIdx, LimitHit, LimitRejections, Named};
 use dedup::Dedup;
 
 pub type ItemIdx = u32;
@@ -111,6 +112,9 @@ pub struct AuditEntry {
 pub struct Item<E> {
     pub id: String,
     pub events: Vec<E>,
+    /// Events of this item under their own keys in the store (appended in
+    /// arrival order, numbered from 0).
+    pub stored: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +141,7 @@ impl<E> Items<E> {
         self.list.push(Item {
             id: id.to_string(),
             events: Vec::new(),
+            stored: 0,
         });
         self.index.insert(id.to_string(), i);
         i
@@ -266,19 +271,54 @@ impl IngestCounts {
     }
 }
 
+/// A hasher for keys made of small integers the engine itself assigns
+/// (indices, minutes), marked once per applied probe: a multiply and a
+/// rotate per word instead of SipHash.
+#[derive(Default)]
+pub struct IntHasher(u64);
+
+impl std::hash::Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_i64(&mut self, i: i64) {
+        self.write_u64(i as u64);
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// A change of a ticket's or incident's stored events, in the order they
+/// happened (the store applies them in that order).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemOp<E> {
+    /// Event number `n` of the item, appended.
+    Append { item: ItemIdx, n: u32, ev: E },
+    /// The item dropped by retention: its `stored` events are deleted.
+    Gone { item: ItemIdx, stored: u32 },
+}
+
 /// What changed since the last `take_dirty`, for the store.
 #[derive(Debug, Clone, Default)]
 pub struct Dirty {
-    pub tickets: HashSet<ItemIdx>,
-    pub incidents: HashSet<ItemIdx>,
-    /// Tickets / incidents dropped by retention (ids).
-    pub tickets_gone: Vec<String>,
-    pub incidents_gone: Vec<String>,
+    pub tickets: Vec<ItemOp<TicketEv>>,
+    pub incidents: Vec<ItemOp<IncidentEv>>,
     pub customers: HashSet<CustomerIdx>,
     /// (slo index, customer, bucket start) of probe-SLO buckets.
-    pub buckets: HashSet<(u32, CustomerIdx, Millis)>,
-    pub dedup: Vec<(dedup::IdHash, Millis)>,
-    pub dedup_gone: Vec<(dedup::IdHash, Millis)>,
+    pub buckets: HashSet<(u32, CustomerIdx, Millis), BuildHasherDefault<IntHasher>>,
     pub watermark: bool,
     pub exclusions: bool,
 }
@@ -379,6 +419,11 @@ impl Engine {
         std::mem::take(&mut self.dirty)
     }
 
+    /// Accepted events whose ids the next state batch will store.
+    pub fn unsaved_ids(&self) -> usize {
+        self.dedup.unsaved()
+    }
+
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
     }
@@ -436,21 +481,12 @@ impl Engine {
             self.limit_rejections.record(&hit);
             return Applied::Invalid(hit.to_string());
         }
+        // The ids not yet stored are the dedup set's own: `take_unsaved`.
         self.dedup.insert(h, ev.occurred_at);
-        if self.track_dirty {
-            self.dirty.dedup.push((h, ev.occurred_at));
-        }
         if self.watermark.is_none_or(|w| ev.occurred_at > w) {
             self.watermark = Some(ev.occurred_at);
             self.dirty.watermark = true;
-            // Ids older than the lateness bound can never be applied again.
-            let cutoff = ev
-                .occurred_at
-                .saturating_sub(self.settings.max_lateness.saturating_mul(2));
-            let gone = self.dedup.prune(cutoff);
-            if self.track_dirty {
-                self.dirty.dedup_gone.extend(gone);
-            }
+            self.prune_dedup();
         }
         match &ev.body {
             Body::Probe(p) => self.apply_probe(ev, p),
@@ -458,6 +494,15 @@ impl Engine {
             Body::Incident(i) => self.apply_incident(ev, i),
         }
         Applied::Accepted
+    }
+
+    /// Forgets the ids of events far enough behind the watermark that they
+    /// could never be applied again (they are late).
+    pub(crate) fn prune_dedup(&mut self) {
+        if let Some(w) = self.watermark {
+            self.dedup
+                .prune(w.saturating_sub(self.settings.max_lateness.saturating_mul(2)));
+        }
     }
 
     /// Whether applying `ev` would create customers, groups or probe
@@ -506,10 +551,7 @@ impl Engine {
         at: Millis,
         event_id: &str,
     ) -> CustomerIdx {
-        let named = self.customers.name(id, segment, timezone, || Origin {
-            at,
-            event_id: event_id.to_string(),
-        });
+        let named = self.customers.name(id, segment, timezone, at, event_id);
         let idx = named.idx();
         match named {
             Named::Known(_) => {}
@@ -607,11 +649,13 @@ impl Engine {
             ev.occurred_at,
             &ev.event_id,
         );
-        let group = self.customers.get(c).group;
-        let segment = self.customers.get(c).segment.clone();
+        let cust = self.customers.get(c);
+        let group = cust.group;
+        // Borrowed, not cloned: a clone is an atomic increment on a cache
+        // line of its own, per event.
         self.latency.record(
             &p.service,
-            &segment,
+            &cust.segment,
             ev.occurred_at,
             p.latency_ms,
             self.watermark.unwrap_or(ev.occurred_at),
@@ -733,12 +777,19 @@ impl Engine {
                 None
             },
         };
-        let events = &mut self.tickets.list[item as usize].events;
-        let pos = events.partition_point(|e| e.sort_key() < stored.sort_key());
-        events.insert(pos, stored);
+        let it = &mut self.tickets.list[item as usize];
         if self.track_dirty {
-            self.dirty.tickets.insert(item);
+            self.dirty.tickets.push(ItemOp::Append {
+                item,
+                n: it.stored,
+                ev: stored.clone(),
+            });
+            it.stored += 1;
         }
+        let pos = it
+            .events
+            .partition_point(|e| e.sort_key() < stored.sort_key());
+        it.events.insert(pos, stored);
         self.recompute_ticket(item);
     }
 
@@ -766,12 +817,19 @@ impl Engine {
             },
             planned: opened && i.planned,
         };
-        let events = &mut self.incidents.list[item as usize].events;
-        let pos = events.partition_point(|e| e.sort_key() < stored.sort_key());
-        events.insert(pos, stored);
+        let it = &mut self.incidents.list[item as usize];
         if self.track_dirty {
-            self.dirty.incidents.insert(item);
+            self.dirty.incidents.push(ItemOp::Append {
+                item,
+                n: it.stored,
+                ev: stored.clone(),
+            });
+            it.stored += 1;
         }
+        let pos = it
+            .events
+            .partition_point(|e| e.sort_key() < stored.sort_key());
+        it.events.insert(pos, stored);
         self.recompute_incident(item);
     }
 
@@ -1046,10 +1104,13 @@ impl Engine {
             if old_ticket(&self.tickets.list[t].events) {
                 self.tickets.list[t].events.clear();
                 self.recompute_ticket(t as ItemIdx);
-                if self.track_dirty {
-                    self.dirty
-                        .tickets_gone
-                        .push(self.tickets.list[t].id.clone());
+                let it = &mut self.tickets.list[t];
+                if self.track_dirty && it.stored > 0 {
+                    self.dirty.tickets.push(ItemOp::Gone {
+                        item: t as ItemIdx,
+                        stored: it.stored,
+                    });
+                    it.stored = 0;
                 }
             }
         }
@@ -1061,10 +1122,13 @@ impl Engine {
             if old {
                 self.incidents.list[i].events.clear();
                 self.recompute_incident(i as ItemIdx);
-                if self.track_dirty {
-                    self.dirty
-                        .incidents_gone
-                        .push(self.incidents.list[i].id.clone());
+                let it = &mut self.incidents.list[i];
+                if self.track_dirty && it.stored > 0 {
+                    self.dirty.incidents.push(ItemOp::Gone {
+                        item: i as ItemIdx,
+                        stored: it.stored,
+                    });
+                    it.stored = 0;
                 }
             }
         }

@@ -72,6 +72,78 @@ pub fn kind_hint(raw: &[u8]) -> &'static str {
     "unknown"
 }
 
+/// Lines of NDJSON decoded together, so that decoding can run on another
+/// thread than applying: the events borrow the bytes, which travel with them.
+pub struct DecodedLines {
+    // Declared before `bytes`, so dropped first: they borrow from it.
+    lines: Vec<Line<'static>>,
+    /// Never mutated, grown or moved out while `lines` is alive.
+    bytes: Vec<u8>,
+    first_line: u64,
+}
+
+struct Line<'a> {
+    raw: &'a [u8],
+    /// `None` for an empty line (counted, not processed).
+    decoded: Option<Result<Event<'a>, InvalidEvent>>,
+}
+
+impl DecodedLines {
+    /// Decodes the lines of `bytes` (each ended by `\n`, the last one may
+    /// lack it; a `\r` before the `\n` is dropped). `first_line` is the
+    /// number of the first one in its input.
+    pub fn decode(bytes: Vec<u8>, first_line: u64) -> DecodedLines {
+        // SAFETY: `text` points into the heap buffer of `bytes`, which the
+        // returned value owns and never touches again until it is dropped,
+        // after `lines` (field order). Moving a `Vec` does not move its
+        // buffer. The `'static` never escapes: `drain` hands lines out for
+        // no longer than a borrow of `self`.
+        let text: &'static [u8] =
+            unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
+        let body = text.strip_suffix(b"\n").unwrap_or(text);
+        let mut lines = Vec::with_capacity(body.len() / 160 + 1);
+        if !text.is_empty() {
+            for line in body.split(|b| *b == b'\n') {
+                let raw = line.strip_suffix(b"\r").unwrap_or(line);
+                let decoded = (!raw.is_empty()).then(|| decode(raw));
+                lines.push(Line { raw, decoded });
+            }
+        }
+        DecodedLines {
+            lines,
+            bytes,
+            first_line,
+        }
+    }
+
+    /// Lines held (empty ones included).
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Takes the lines out in order: (line number, raw bytes, decoded event
+    /// or `None` for an empty line).
+    #[allow(clippy::type_complexity)]
+    pub fn drain(
+        &mut self,
+    ) -> impl Iterator<Item = (u64, &[u8], Option<Result<Event<'_>, InvalidEvent>>)> + '_ {
+        let first = self.first_line;
+        self.lines
+            .drain(..)
+            .enumerate()
+            .map(move |(i, l)| (first + i as u64, l.raw, l.decoded))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +188,47 @@ mod tests {
         let future = process(&mut e, probe("f", "2030-01-01T00:00:00Z").as_bytes(), now());
         assert!(matches!(future.result, Applied::Invalid(ref r) if r.contains("ahead")));
         assert!(future.dead_letter.is_some());
+    }
+
+    #[test]
+    fn decoded_lines_are_the_lines_decoded_one_by_one() {
+        let text = format!(
+            "{}\r\n\n{{oops\n{}",
+            probe("a", "2026-11-10T11:59:00Z"),
+            probe("b", "2026-11-10T11:58:00Z")
+        );
+        let mut d = DecodedLines::decode(text.clone().into_bytes(), 7);
+        assert_eq!(d.len(), 4);
+        let got: Vec<_> = d
+            .drain()
+            .map(|(n, raw, ev)| {
+                (
+                    n,
+                    raw.to_vec(),
+                    ev.map(|r| r.map(|e| e.event_id.into_owned())),
+                )
+            })
+            .collect();
+        let want: Vec<_> = text
+            .split('\n')
+            .enumerate()
+            .map(|(i, l)| {
+                let l = l.strip_suffix('\r').unwrap_or(l);
+                let ev =
+                    (!l.is_empty()).then(|| decode(l.as_bytes()).map(|e| e.event_id.into_owned()));
+                (7 + i as u64, l.as_bytes().to_vec(), ev)
+            })
+            .collect();
+        assert_eq!(got, want);
+        // A trailing newline ends the last line; it does not start another.
+        let mut d = DecodedLines::decode(b"x\n".to_vec(), 1);
+        assert_eq!(d.drain().count(), 1);
+        assert!(DecodedLines::decode(Vec::new(), 1).is_empty());
+        // The lines can be decoded on one thread and applied on another.
+        let d = std::thread::spawn(move || DecodedLines::decode(text.into_bytes(), 1))
+            .join()
+            .expect("decode thread");
+        assert_eq!(d.len(), 4);
     }
 
     #[test]

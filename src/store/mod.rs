@@ -5,6 +5,7 @@
 
 mod rocks;
 pub mod state;
+pub mod writer;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

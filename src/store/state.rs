@@ -6,10 +6,13 @@
 //! round-trip; a key of one id holds it whole after the table byte.
 //! - `v`                      format version of this layout (u32 BE)
 //! - `w`                      watermark (i64 BE)
-//! - `d` + hash (16 B)        dedup: `occurred_at` (i64 BE) of a processed event id
+//! - `d` + block (u64 BE)    dedup: the ids accepted in one commit, packed: the
+//!   newest `occurred_at` (i64 BE), then per id its hash (16 B) and
+//!   `occurred_at` (i64 BE); deleted whole once every id in it is forgotten
 //! - `c` + customer id        seen customer (not in the registry)
-//! - `t` + ticket id          the ticket's events
-//! - `i` + incident id        the incident's events
+//! - `t` + len id + ticket id + n (u32 BE): the ticket's event number n, in
+//!   arrival order (appended, never rewritten)
+//! - `i` + len id + incident id + n (u32 BE): the same for an incident
 //! - `b` + len slo + slo + len customer + customer + bucket start (i64 BE):
 //!   probe-SLO counts
 //! - `x`                      run-time exclusions and audit log
@@ -27,12 +30,13 @@
 //!
 //! Format versions: 1 is the layout without a `v` key, whose bucket keys
 //! joined their parts with `\0` (so a customer id holding `\0` could not be
-//! read back); 2 has length-prefixed bucket keys; 3, the current one, adds
-//! the `s` and `y` tables (a version 2 state has none: its definitions were
-//! never recorded). A binary reading only version 2 would run on a version 3
-//! state without recording its definitions, so the next start would audit
-//! against stale ones: it is refused instead. `restore` writes the version
-//! into an empty store, migrates an older store in one atomic batch, and
+//! read back); 2 has length-prefixed bucket keys, a dedup key per event id
+//! (`d` + hash → `occurred_at`) and a ticket's or incident's whole event list
+//! under `t`/`i` + id; 3, the current one, stores dedup ids in blocks and
+//! appends item events, and adds the `s` and `y` tables (a version 2 state
+//! has none: its definitions were never recorded, so they are recorded at
+//! the first start without an audit entry). `restore` writes the version into
+//! an empty store, migrates a version 1 or 2 store in one atomic batch, and
 //! refuses a version it does not know.
 
 use serde::{Deserialize, Serialize};
@@ -43,7 +47,7 @@ use crate::engine::buckets::Counts;
 use crate::engine::clock::{IncidentEv, TicketEv};
 use crate::engine::customers::SeenCustomer;
 use crate::engine::versions::{diff_definitions, DefinitionChange};
-use crate::engine::{AuditEntry, Engine, RuntimeExclusion};
+use crate::engine::{AuditEntry, Engine, ItemOp, Items, RuntimeExclusion};
 use crate::model::slo::SloDef;
 use crate::model::time::{Clock, Millis};
 
@@ -61,6 +65,10 @@ pub const FORMAT_VERSION: u32 = 3;
 const DEFINITIONS: u8 = b's';
 /// Table of the `slo_definition` audit entries.
 const DEFINITION_AUDIT: u8 = b'y';
+/// Ids in one stored dedup block at most, so a value stays a few MiB.
+const DEDUP_BLOCK_IDS: usize = 1 << 16;
+/// Bytes of one id in a dedup block: hash and `occurred_at`.
+const DEDUP_ENTRY: usize = 24;
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     // Encoding plain data into a Vec cannot fail.
@@ -157,6 +165,9 @@ pub struct Prepared {
     pub found: Option<u32>,
     /// Version 1 bucket keys rewritten in the current layout.
     pub migrated: usize,
+    /// Rows of version 2 (or 1) dedup ids and ticket/incident lists rewritten
+    /// in the current layout.
+    pub rewritten: usize,
     /// Version 1 bucket keys that could not be read unambiguously, moved
     /// under the `z` table (escaped, for the log).
     pub unreadable: Vec<String>,
@@ -184,17 +195,7 @@ pub fn prepare(store: &dyn Store) -> Result<Prepared, StoreError> {
                 ..Prepared::default()
             })
         }
-        Some(2) => {
-            // Version 3 only adds tables: a version 2 state is one whose
-            // definitions were never recorded.
-            let mut b = Batch::default();
-            b.put(VERSION.to_vec(), FORMAT_VERSION.to_be_bytes().to_vec());
-            store.write(b)?;
-            return Ok(Prepared {
-                found,
-                ..Prepared::default()
-            });
-        }
+        Some(2) => {}
         Some(found) => {
             return Err(StoreError::Version {
                 location: store.location(),
@@ -205,7 +206,25 @@ pub fn prepare(store: &dyn Store) -> Result<Prepared, StoreError> {
         None => {}
     }
     let mut b = Batch::default();
-    let mut done = Prepared::default();
+    let mut done = Prepared {
+        found,
+        ..Prepared::default()
+    };
+    if found.is_none() {
+        migrate_v1_buckets(store, &mut b, &mut done)?;
+    }
+    done.rewritten = migrate_v2_rows(store, &mut b)?;
+    b.put(VERSION.to_vec(), FORMAT_VERSION.to_be_bytes().to_vec());
+    store.write(b)?;
+    Ok(done)
+}
+
+/// Version 1 bucket keys (`\0`-joined) rewritten length-prefixed, into `b`.
+fn migrate_v1_buckets(
+    store: &dyn Store,
+    b: &mut Batch,
+    done: &mut Prepared,
+) -> Result<(), StoreError> {
     for (k, v) in store.scan(b"b")? {
         match parse_v1_bucket_key(&k) {
             Some((slo, customer, start)) => {
@@ -220,9 +239,112 @@ pub fn prepare(store: &dyn Store) -> Result<Prepared, StoreError> {
             }
         }
     }
-    b.put(VERSION.to_vec(), FORMAT_VERSION.to_be_bytes().to_vec());
-    store.write(b)?;
-    Ok(done)
+    Ok(())
+}
+
+/// Version 2 rows rewritten into `b`: the per-id dedup keys packed into
+/// blocks, each ticket's and incident's event list split into appended
+/// events. Returns the rows rewritten.
+fn migrate_v2_rows(store: &dyn Store, b: &mut Batch) -> Result<usize, StoreError> {
+    let mut rows = 0;
+    let mut ids = Vec::new();
+    for (k, v) in store.scan(b"d")? {
+        let h: [u8; 16] = k
+            .get(1..)
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(|| corrupt(&k, "version 2 dedup key of the wrong size"))?;
+        ids.push((u128::from_be_bytes(h), i64_of(&k, &v)?));
+        b.delete(k);
+        rows += 1;
+    }
+    for (n, chunk) in ids.chunks(DEDUP_BLOCK_IDS).enumerate() {
+        let (k, v) = dedup_block(n as u64, chunk);
+        b.put(k, v);
+    }
+    for (table, items) in [(b't', store.scan(b"t")?), (b'i', store.scan(b"i")?)] {
+        for (k, v) in items {
+            let id = &k[1..];
+            // Both event types encode a list the same way; the element type
+            // only matters to decode each one, so re-encode element by
+            // element with the right type.
+            let events: Vec<Vec<u8>> = if table == b't' {
+                let list: Vec<TicketEv> = decode(&k, &v)?;
+                list.iter().map(encode).collect()
+            } else {
+                let list: Vec<IncidentEv> = decode(&k, &v)?;
+                list.iter().map(encode).collect()
+            };
+            b.delete(k.clone());
+            for (n, ev) in events.into_iter().enumerate() {
+                b.put(item_key(table, id, n as u32), ev);
+            }
+            rows += 1;
+        }
+    }
+    Ok(rows)
+}
+
+fn corrupt(key: &[u8], reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: key.escape_ascii().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The key of event number `n` of a ticket (`t`) or incident (`i`).
+fn item_key(table: u8, id: &[u8], n: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + 4 + id.len() + 4);
+    k.push(table);
+    push_part(&mut k, id);
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// (id, n) of an item key; `None` unless it is exactly what `item_key` writes.
+fn parse_item_key(k: &[u8]) -> Option<(&[u8], u32)> {
+    let mut rest = k.get(1..)?;
+    let id = take_part(&mut rest)?;
+    let n: [u8; 4] = rest.try_into().ok()?;
+    Some((id, u32::from_be_bytes(n)))
+}
+
+/// A stored dedup block: key and packed value.
+fn dedup_block(n: u64, ids: &[(u128, i64)]) -> (Vec<u8>, Vec<u8>) {
+    let max_at = ids.iter().map(|(_, at)| *at).max().unwrap_or(i64::MIN);
+    let mut v = Vec::with_capacity(8 + ids.len() * DEDUP_ENTRY);
+    v.extend_from_slice(&max_at.to_be_bytes());
+    for (h, at) in ids {
+        v.extend_from_slice(&h.to_be_bytes());
+        v.extend_from_slice(&at.to_be_bytes());
+    }
+    (key(b'd', &n.to_be_bytes()), v)
+}
+
+/// Event ids (hash, `occurred_at`).
+type Ids = Vec<(u128, i64)>;
+
+/// (block number, newest event time, ids) of a stored dedup block.
+fn parse_dedup_block(k: &[u8], v: &[u8]) -> Result<(u64, i64, Ids), StoreError> {
+    let n: [u8; 8] = k
+        .get(1..)
+        .and_then(|n| n.try_into().ok())
+        .ok_or_else(|| corrupt(k, "dedup block key of the wrong size"))?;
+    let (head, body) = v
+        .split_first_chunk::<8>()
+        .ok_or_else(|| corrupt(k, "dedup block shorter than its header"))?;
+    if body.len() % DEDUP_ENTRY != 0 {
+        return Err(corrupt(k, "dedup block of a partial id"));
+    }
+    let ids = body
+        .chunks_exact(DEDUP_ENTRY)
+        .map(|e| {
+            let (h, at) = e.split_at(16);
+            let h: [u8; 16] = h.try_into().unwrap_or_default();
+            let at: [u8; 8] = at.try_into().unwrap_or_default();
+            (u128::from_be_bytes(h), i64::from_be_bytes(at))
+        })
+        .collect();
+    Ok((u64::from_be_bytes(n), i64::from_be_bytes(*head), ids))
 }
 
 fn i64_of(key: &[u8], v: &[u8]) -> Result<i64, StoreError> {
@@ -348,35 +470,37 @@ pub fn dirty_batch(engine: &mut Engine) -> Batch {
             b.put(WATERMARK.to_vec(), w.to_be_bytes().to_vec());
         }
     }
-    for (h, at) in dirty.dedup_gone {
-        let _ = at;
-        b.delete(key(b'd', &h.to_be_bytes()));
+    for n in engine.dedup.take_forgotten_blocks() {
+        b.delete(key(b'd', &n.to_be_bytes()));
     }
-    for (h, at) in dirty.dedup {
-        b.put(key(b'd', &h.to_be_bytes()), at.to_be_bytes().to_vec());
+    loop {
+        // Packed straight into the value: 8 bytes of header, filled last.
+        let mut v = vec![0u8; 8];
+        let mut max_at = i64::MIN;
+        let n = engine.dedup.take_unsaved(DEDUP_BLOCK_IDS, |h, at| {
+            v.extend_from_slice(&h.to_be_bytes());
+            v.extend_from_slice(&at.to_be_bytes());
+            max_at = max_at.max(at);
+        });
+        if n == 0 {
+            break;
+        }
+        v[..8].copy_from_slice(&max_at.to_be_bytes());
+        let block = engine.dedup.add_block(max_at);
+        b.put(key(b'd', &block.to_be_bytes()), v);
     }
     for c in dirty.customers {
         if let Some(seen) = engine.customers.seen(c) {
             b.put(key(b'c', seen.id.as_bytes()), encode(&seen));
         }
     }
-    for t in dirty.tickets {
-        let it = &engine.tickets.list[t as usize];
-        if !it.events.is_empty() {
-            b.put(key(b't', it.id.as_bytes()), encode(&it.events));
-        }
+    // In the order they happened: an item dropped then seen again in one
+    // batch has its old events deleted before its new ones are written.
+    for op in dirty.tickets {
+        item_op(&mut b, b't', &engine.tickets, op);
     }
-    for id in dirty.tickets_gone {
-        b.delete(key(b't', id.as_bytes()));
-    }
-    for i in dirty.incidents {
-        let it = &engine.incidents.list[i as usize];
-        if !it.events.is_empty() {
-            b.put(key(b'i', it.id.as_bytes()), encode(&it.events));
-        }
-    }
-    for id in dirty.incidents_gone {
-        b.delete(key(b'i', id.as_bytes()));
+    for op in dirty.incidents {
+        item_op(&mut b, b'i', &engine.incidents, op);
     }
     for (s, c, start) in dirty.buckets {
         let slo = &engine.settings.slos[s as usize].name;
@@ -572,6 +696,47 @@ fn record_definitions(
     store.write(b)
 }
 
+fn item_op<E: Serialize>(b: &mut Batch, table: u8, items: &Items<E>, op: ItemOp<E>) {
+    match op {
+        ItemOp::Append { item, n, ev } => {
+            let id = items.list[item as usize].id.as_bytes();
+            b.put(item_key(table, id, n), encode(&ev));
+        }
+        ItemOp::Gone { item, stored } => {
+            let id = items.list[item as usize].id.as_bytes();
+            for n in 0..stored {
+                b.delete(item_key(table, id, n));
+            }
+        }
+    }
+}
+
+/// Reads every item of `table` into `items`, in SPEC §3 order, with the
+/// count of stored events each has.
+fn restore_items<E>(
+    store: &dyn Store,
+    table: u8,
+    items: &mut Items<E>,
+    order: impl Fn(&E, &E) -> std::cmp::Ordering,
+) -> Result<(), StoreError>
+where
+    E: for<'de> Deserialize<'de>,
+{
+    for (k, v) in store.scan(&[table])? {
+        let (id, n) = parse_item_key(&k).ok_or_else(|| corrupt(&k, "bad item key"))?;
+        let ev: E = decode(&k, &v)?;
+        let id = String::from_utf8_lossy(id);
+        let item = items.get_or_insert(&id);
+        let it = &mut items.list[item as usize];
+        it.events.push(ev);
+        it.stored = it.stored.max(n + 1);
+    }
+    for it in &mut items.list {
+        it.events.sort_by(&order);
+    }
+    Ok(())
+}
+
 /// Builds an engine for `cfg` from the state in `store`, recomputing every
 /// derived number. Tracks changes from then on. The SLO definitions are
 /// compared with those the state last ran with at the wall clock's now.
@@ -606,12 +771,15 @@ pub fn restore_at(cfg: &Config, store: &dyn Store, start: Millis) -> Result<Engi
         e.watermark = Some(i64_of(WATERMARK, &v)?);
     }
     for (k, v) in store.scan(b"d")? {
-        let h: [u8; 16] = k[1..].try_into().map_err(|_| StoreError::Corrupt {
-            key: String::from_utf8_lossy(&k).into_owned(),
-            reason: "bad hash".into(),
-        })?;
-        e.dedup.insert(u128::from_be_bytes(h), i64_of(&k, &v)?);
+        let (n, max_at, ids) = parse_dedup_block(&k, &v)?;
+        e.dedup.restore_block(n, max_at);
+        for (h, at) in ids {
+            e.dedup.insert(h, at);
+        }
     }
+    // Forget what the engine that wrote the state had forgotten.
+    e.prune_dedup();
+    e.dedup.mark_saved();
     if let Some(v) = store.get(EXCLUSIONS)? {
         let x: ExclusionState = decode(EXCLUSIONS, &v)?;
         e.next_exclusion_id = x.next_id;
@@ -638,18 +806,15 @@ pub fn restore_at(cfg: &Config, store: &dyn Store, start: Millis) -> Result<Engi
         st.customer_series(c).add_bucket(start, delta);
         st.group_series(g).add_bucket(start, delta);
     }
-    for (k, v) in store.scan(b"t")? {
-        let events: Vec<TicketEv> = decode(&k, &v)?;
-        let id = String::from_utf8_lossy(&k[1..]).into_owned();
-        let item = e.tickets.get_or_insert(&id);
-        e.tickets.list[item as usize].events = events;
-    }
-    for (k, v) in store.scan(b"i")? {
-        let events: Vec<IncidentEv> = decode(&k, &v)?;
-        let id = String::from_utf8_lossy(&k[1..]).into_owned();
-        let item = e.incidents.get_or_insert(&id);
-        e.incidents.list[item as usize].events = events;
-    }
+    restore_items(store, b't', &mut e.tickets, |a: &TicketEv, b: &TicketEv| {
+        a.sort_key().cmp(&b.sort_key())
+    })?;
+    restore_items(
+        store,
+        b'i',
+        &mut e.incidents,
+        |a: &IncidentEv, b: &IncidentEv| a.sort_key().cmp(&b.sort_key()),
+    )?;
     e.recompute_all();
     e.take_dirty();
     e.track_changes(true);
@@ -886,6 +1051,123 @@ window = "30d"
             assert_eq!(again.found, Some(FORMAT_VERSION));
             assert_eq!(again.migrated, 0);
         }
+    }
+
+    fn ticket_ev(at: i64, action: crate::model::event::TicketAction, id: &str) -> TicketEv {
+        TicketEv {
+            at,
+            action,
+            event_id: id.to_string(),
+            priority: None,
+            customer: Some("acme".into()),
+            service: None,
+            region: None,
+        }
+    }
+
+    #[test]
+    fn a_version_2_state_is_rewritten_in_blocks_and_appended_events() {
+        use crate::model::event::TicketAction;
+        let dir = tempfile::tempdir().unwrap();
+        for store in [
+            Box::new(MemStore::default()) as Box<dyn Store>,
+            Box::new(RocksStore::open(dir.path()).unwrap()),
+        ] {
+            let mut b = Batch::default();
+            b.put(VERSION.to_vec(), 2u32.to_be_bytes().to_vec());
+            b.put(WATERMARK.to_vec(), t0().to_be_bytes().to_vec());
+            for i in 0..5u128 {
+                b.put(
+                    key(b'd', &i.to_be_bytes()),
+                    (t0() - i as i64).to_be_bytes().to_vec(),
+                );
+            }
+            let events = vec![
+                ticket_ev(t0() - MINUTE, TicketAction::Opened, "e1"),
+                ticket_ev(t0(), TicketAction::Responded, "e2"),
+            ];
+            b.put(key(b't', b"T-1"), encode(&events));
+            store.write(b).unwrap();
+            let prepared = prepare(store.as_ref()).unwrap();
+            assert_eq!(prepared.found, Some(2));
+            assert_eq!(prepared.rewritten, 6);
+            assert_eq!(store.scan(b"d").unwrap().len(), 1, "one block");
+            assert_eq!(store.scan(b"t").unwrap().len(), 2, "one key per event");
+            let e = restore(&cfg(), store.as_ref()).unwrap();
+            for i in 0..5u128 {
+                assert!(e.dedup.contains(i), "{i}");
+            }
+            let t = e.tickets.index["T-1"];
+            assert_eq!(e.tickets.list[t as usize].events, events);
+            assert_eq!(e.tickets.list[t as usize].stored, 2);
+        }
+    }
+
+    #[test]
+    fn appended_and_dropped_items_and_dedup_blocks_restore_exactly() {
+        use crate::model::event::TicketAction;
+        let store = MemStore::default();
+        let cfg = cfg();
+        let mut e = restore(&cfg, &store).unwrap();
+        // Two commits appending to one ticket, then retention drops it and a
+        // new event of it comes in the same commit.
+        let id = e.tickets.get_or_insert("T-1");
+        for (n, ev) in [
+            ticket_ev(t0(), TicketAction::Opened, "a"),
+            ticket_ev(t0() + MINUTE, TicketAction::Responded, "b"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            e.tickets.list[id as usize].events.push(ev.clone());
+            e.tickets.list[id as usize].stored += 1;
+            e.dirty.tickets.push(ItemOp::Append {
+                item: id,
+                n: n as u32,
+                ev,
+            });
+            store.write(dirty_batch(&mut e)).unwrap();
+        }
+        let back = restore(&cfg, &store).unwrap();
+        assert_eq!(back.tickets.list[0].events.len(), 2);
+        let late = ticket_ev(t0() + 2 * MINUTE, TicketAction::Opened, "c");
+        e.dirty.tickets.push(ItemOp::Gone {
+            item: id,
+            stored: 2,
+        });
+        e.dirty.tickets.push(ItemOp::Append {
+            item: id,
+            n: 0,
+            ev: late.clone(),
+        });
+        store.write(dirty_batch(&mut e)).unwrap();
+        let back = restore(&cfg, &store).unwrap();
+        assert_eq!(back.tickets.list[0].events, vec![late]);
+        assert_eq!(back.tickets.list[0].stored, 1);
+
+        // Dedup: one block per commit, dropped once the watermark leaves it
+        // twice `max_lateness` behind.
+        let mut e = restore(&cfg, &store).unwrap();
+        for i in 0..3 {
+            assert_eq!(
+                e.apply(&probe(&format!("p{i}"), "acme", t0() + i, true), t0() + 10),
+                crate::engine::Applied::Accepted
+            );
+        }
+        store.write(dirty_batch(&mut e)).unwrap();
+        assert_eq!(store.scan(b"d").unwrap().len(), 1);
+        let back = restore(&cfg, &store).unwrap();
+        assert_eq!(back.dedup.len(), 3);
+        let later = t0() + 15 * crate::model::time::DAY;
+        assert_eq!(
+            e.apply(&probe("q", "acme", later, true), later),
+            crate::engine::Applied::Accepted
+        );
+        store.write(dirty_batch(&mut e)).unwrap();
+        assert_eq!(store.scan(b"d").unwrap().len(), 1, "the old block is gone");
+        let back = restore(&cfg, &store).unwrap();
+        assert_eq!(back.dedup.len(), e.dedup.len());
+        assert!(back.dedup.contains(crate::engine::dedup::hash_id("q")));
     }
 
     #[test]
