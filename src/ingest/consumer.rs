@@ -136,9 +136,6 @@ struct Member {
     last_error_log: Option<Instant>,
     instance_id: String,
     topics: Vec<String>,
-    /// The last turn applied a full batch: more is buffered, so the next
-    /// read must not wait for new messages.
-    backlog: bool,
 }
 
 impl Member {
@@ -191,7 +188,6 @@ impl Member {
             last_error_log: None,
             instance_id,
             topics,
-            backlog: false,
         })
     }
 
@@ -436,11 +432,6 @@ impl Member {
             if got >= BATCH_EVENTS || bytes >= BATCH_BYTES || left.is_zero() {
                 return Ok(());
             }
-            // A backlog is buffered: one pass over the queues, no waiting,
-            // or the engine idles while full lanes wait for the deadline.
-            if self.backlog {
-                return Ok(());
-            }
             if !any {
                 doorbell.wait(left.min(Duration::from_millis(20)));
             }
@@ -630,8 +621,6 @@ fn persist_turn(
             );
             summary.messages += done.messages;
             add_counts(&mut summary.counts, &done.counts);
-            member.backlog =
-                done.messages as usize >= gate.max_messages || done.bytes >= gate.max_bytes;
         }
         engine.maybe_compact();
         state::dirty_batch(&mut engine)
