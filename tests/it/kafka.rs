@@ -343,18 +343,25 @@ fn stored_positions(state_dir: &Path) -> BTreeMap<(String, i32), i64> {
     state::kafka_positions(&store).expect("positions")
 }
 
+/// A broker with the topics, and two weeks of generated traffic for the
+/// shipped config at `rate` published to it: (broker, input file, messages).
+fn published_workload(dir: &Path, rate: f64, seed: u64) -> (Broker, PathBuf, u64) {
+    let broker = Broker::start("memory://tansu/", dir);
+    let k = kafka_cfg(&broker.addr());
+    broker.create_topics(&k);
+    let cfg = shipped_config(dir);
+    let input = dir.join("events.ndjson");
+    crate::common::write_lines(&input, &crate::common::sample_lines(&cfg, rate, 14, seed));
+    let lines = non_empty_lines(&input);
+    publish_ndjson(&k, &input).expect("publish");
+    (broker, input, lines)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_loop_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Broker::start("memory://tansu/", dir.path());
-    let k = kafka_cfg(&broker.addr());
-    broker.create_topics(&k);
     // Two weeks of generated traffic for the shipped config (~240 k events).
-    let cfg = shipped_config(dir.path());
-    let input = dir.path().join("events.ndjson");
-    crate::common::write_lines(&input, &crate::common::sample_lines(&cfg, 0.2, 14, 11));
-    let lines = non_empty_lines(&input);
-    publish_ndjson(&k, &input).expect("publish");
+    let (broker, input, lines) = published_workload(dir.path(), 0.2, 11);
 
     let state = dir.path().join("state");
     let log = dir.path().join("run.log");
@@ -383,18 +390,31 @@ async fn sigkill_loop_loses_and_doubles_nothing() {
     }
     assert_eq!(kills, 10, "the input was consumed before ten kills");
     let done: u64 = last.values().sum::<i64>() as u64;
-    let p = Pipeline::start(&broker.addr(), &state, &log);
+    resume_to_the_end_and_compare(&broker, dir.path(), &state, &input, lines, done).await;
+}
+
+/// Runs `slastream run` on `state` until the `lines - done` messages not
+/// yet persisted are applied, then checks that every message was consumed
+/// exactly to the end and that the answers equal a replay of `input`.
+async fn resume_to_the_end_and_compare(
+    broker: &Broker,
+    dir: &Path,
+    state: &Path,
+    input: &Path,
+    lines: u64,
+    done: u64,
+) {
+    let p = Pipeline::start(&broker.addr(), state, &dir.join("run.log"));
     p.wait_total(lines - done, Duration::from_secs(180));
     let (ok, _) = p.terminate();
     assert!(ok);
-    let total: i64 = stored_positions(&state).values().sum();
+    let total: i64 = stored_positions(state).values().sum();
     assert_eq!(
         total as u64, lines,
         "every message consumed exactly to the end"
     );
-
-    let kafka = answers_of(&state).await;
-    let replay = replay_answers(&input, dir.path()).await;
+    let kafka = answers_of(state).await;
+    let replay = replay_answers(input, dir).await;
     assert_same(&kafka, &replay);
 }
 
@@ -856,14 +876,7 @@ async fn run_on_failing_store(broker: &str, state: &Path, fail_at: u32, panic: b
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_store_ends_the_process_and_a_restart_resumes_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Broker::start("memory://tansu/", dir.path());
-    let k = kafka_cfg(&broker.addr());
-    broker.create_topics(&k);
-    let cfg = shipped_config(dir.path());
-    let input = dir.path().join("events.ndjson");
-    crate::common::write_lines(&input, &crate::common::sample_lines(&cfg, 0.1, 14, 5));
-    let lines = non_empty_lines(&input);
-    publish_ndjson(&k, &input).expect("publish");
+    let (broker, input, lines) = published_workload(dir.path(), 0.1, 5);
     let state = dir.path().join("state");
 
     let why = run_on_failing_store(&broker.addr(), &state, 4, false).await;
@@ -877,17 +890,5 @@ async fn a_failing_store_ends_the_process_and_a_restart_resumes_exactly() {
     );
 
     // The real binary resumes from what was persisted and ends exactly.
-    let log = dir.path().join("run.log");
-    let p = Pipeline::start(&broker.addr(), &state, &log);
-    p.wait_total(lines - done, Duration::from_secs(180));
-    let (ok, _) = p.terminate();
-    assert!(ok);
-    let total: i64 = stored_positions(&state).values().sum();
-    assert_eq!(
-        total as u64, lines,
-        "every message consumed exactly to the end"
-    );
-    let kafka = answers_of(&state).await;
-    let replay = replay_answers(&input, dir.path()).await;
-    assert_same(&kafka, &replay);
+    resume_to_the_end_and_compare(&broker, dir.path(), &state, &input, lines, done).await;
 }
