@@ -64,6 +64,7 @@ pub async fn load_state(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "state loaded"
     );
+    engine.footprint().log("restored");
     Ok((Arc::new(RwLock::new(engine)), store))
 }
 
@@ -350,6 +351,11 @@ pub async fn replay(
         }
     };
     eprintln!("{summary}");
+    engine
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .footprint()
+        .log("replayed");
     let alerts = match alerter.take() {
         // Serving: keep evaluating as the clock moves.
         Some(a) if then_serve => {

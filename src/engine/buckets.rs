@@ -46,14 +46,58 @@ impl Counts {
     }
 }
 
+/// One bucket as stored: its start in minutes and its counts, 12 bytes
+/// (a `BTreeMap<Millis, Counts>` entry costs about 50).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    minute: i32,
+    good: u32,
+    bad: u32,
+}
+
+impl Slot {
+    fn key(&self) -> Millis {
+        Millis::from(self.minute) * MINUTE
+    }
+
+    fn counts(&self) -> Counts {
+        Counts {
+            good: i64::from(self.good),
+            bad: i64::from(self.bad),
+        }
+    }
+
+    /// The slot holding `c`, when its counts fit.
+    fn of(minute: i32, c: Counts) -> Option<Slot> {
+        Some(Slot {
+            minute,
+            good: u32::try_from(c.good).ok()?,
+            bad: u32::try_from(c.bad).ok()?,
+        })
+    }
+}
+
+/// The minute index of a bucket start (whole minutes of the Unix epoch fit
+/// an `i32` for ±4,000 years; event times outside are invalid long before).
+fn minute_of(key: Millis) -> i32 {
+    key.div_euclid(MINUTE)
+        .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
 /// One time series of counts. Keys are bucket starts (ms); a key is a whole
 /// minute, and keys older than the last `compact` are whole quarter hours.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Buckets live in one vector sorted by start: events mostly arrive in time
+/// order, so an add is an append or an update of the last bucket, and a
+/// range sum is two binary searches and a contiguous walk. A bucket whose
+/// counts do not fit 32 bits (or would be negative in the middle of a
+/// correction) is kept exactly in `wide` instead.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Series {
-    buckets: BTreeMap<Millis, Counts>,
+    slots: Vec<Slot>,
+    wide: BTreeMap<Millis, Counts>,
     /// Counts of buckets dropped by retention, so `all_time` never decreases
     /// while the process runs.
-    #[serde(default)]
     retired: Counts,
 }
 
@@ -65,20 +109,38 @@ impl Series {
 
     /// Adds to the bucket whose start is exactly `key`.
     pub fn add_bucket(&mut self, key: Millis, delta: Counts) {
+        let minute = minute_of(key);
         // Events mostly arrive in time order: the last bucket is the hot one.
-        if let Some(mut last) = self.buckets.last_entry() {
-            if *last.key() == key {
-                last.get_mut().add(delta);
-                if last.get().is_zero() {
-                    last.remove();
+        let pos = match self.slots.last() {
+            Some(last) if last.minute < minute => self.slots.len(),
+            Some(last) if last.minute == minute => self.slots.len() - 1,
+            _ => self.slots.partition_point(|s| s.minute < minute),
+        };
+        let held = self.slots.get(pos).filter(|s| s.minute == minute);
+        let mut value = match held {
+            Some(s) => s.counts(),
+            None => self.wide.get(&key).copied().unwrap_or_default(),
+        };
+        value.add(delta);
+        match (held.is_some(), Slot::of(minute, value)) {
+            (_, _) if value.is_zero() => {
+                if held.is_some() {
+                    self.slots.remove(pos);
+                } else {
+                    self.wide.remove(&key);
                 }
-                return;
             }
-        }
-        let slot = self.buckets.entry(key).or_default();
-        slot.add(delta);
-        if slot.is_zero() {
-            self.buckets.remove(&key);
+            (true, Some(slot)) => self.slots[pos] = slot,
+            (false, Some(slot)) => {
+                self.wide.remove(&key);
+                self.slots.insert(pos, slot);
+            }
+            (was_slot, None) => {
+                if was_slot {
+                    self.slots.remove(pos);
+                }
+                self.wide.insert(key, value);
+            }
         }
     }
 
@@ -92,60 +154,145 @@ impl Series {
         );
     }
 
+    /// The slots whose start lies in [from, to).
+    fn range(&self, from: Millis, to: Millis) -> &[Slot] {
+        // Minute starts: a bound inside a minute excludes that minute from
+        // below and includes it from above, as a key comparison would.
+        let lo = from.div_euclid(MINUTE) + i64::from(from.rem_euclid(MINUTE) != 0);
+        let hi = to.div_euclid(MINUTE) + i64::from(to.rem_euclid(MINUTE) != 0);
+        let a = self.slots.partition_point(|s| i64::from(s.minute) < lo);
+        let b = self.slots.partition_point(|s| i64::from(s.minute) < hi);
+        &self.slots[a..b.max(a)]
+    }
+
     /// Sum of the buckets whose start lies in [from, to).
     pub fn sum(&self, from: Millis, to: Millis) -> Counts {
         let mut c = Counts::default();
         if from >= to {
             return c;
         }
-        for (_, v) in self.buckets.range(from..to) {
+        let (mut good, mut bad) = (0u64, 0u64);
+        for s in self.range(from, to) {
+            good += u64::from(s.good);
+            bad += u64::from(s.bad);
+        }
+        c.good = good as i64;
+        c.bad = bad as i64;
+        for (_, v) in self.wide.range(from..to) {
             c.add(*v);
         }
         c
     }
 
+    /// Every bucket in start order.
     pub fn iter(&self) -> impl Iterator<Item = (Millis, Counts)> + '_ {
-        self.buckets.iter().map(|(k, v)| (*k, *v))
+        let mut slots = self.slots.iter().map(|s| (s.key(), s.counts())).peekable();
+        let mut wide = self.wide.iter().map(|(k, v)| (*k, *v)).peekable();
+        std::iter::from_fn(move || match (slots.peek(), wide.peek()) {
+            (Some(a), Some(b)) if b.0 < a.0 => wide.next(),
+            (Some(_), _) => slots.next(),
+            (None, _) => wide.next(),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
+        self.slots.is_empty() && self.wide.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.buckets.len()
+        self.slots.len() + self.wide.len()
+    }
+
+    /// Bytes held on the heap, for the memory model and diagnostics.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot>() + self.wide.len() * 48
     }
 
     /// Folds minute buckets in [since, fine_before) into quarter-hour buckets
     /// and drops buckets older than `drop_before`. Returns every key whose
-    /// value changed or vanished, for the store.
+    /// value changed or vanished, for the store. Costs the buckets it
+    /// changes plus one move of the newer ones.
     pub fn compact(
         &mut self,
         since: Millis,
         fine_before: Millis,
         drop_before: Millis,
     ) -> Vec<Millis> {
-        let mut touched: Vec<Millis> = self.buckets.range(..drop_before).map(|(k, _)| *k).collect();
-        for k in &touched {
-            if let Some(v) = self.buckets.remove(k) {
-                self.retired.add(v);
-            }
+        let mut touched = Vec::new();
+        let gone = self.range(Millis::MIN, drop_before).len();
+        for s in self.slots.drain(..gone) {
+            self.retired.add(s.counts());
+            touched.push(s.key());
+        }
+        let kept = self.wide.split_off(&drop_before);
+        for (k, v) in std::mem::replace(&mut self.wide, kept) {
+            self.retired.add(v);
+            touched.push(k);
         }
         let lo = since.max(drop_before);
-        if lo < fine_before {
-            let old: Vec<(Millis, Counts)> = self
-                .buckets
-                .range(lo..fine_before)
-                .filter(|(k, _)| k.rem_euclid(COARSE) != 0)
-                .map(|(k, v)| (*k, *v))
-                .collect();
-            for (k, v) in old {
-                let coarse = k.div_euclid(COARSE) * COARSE;
-                self.buckets.remove(&k);
-                touched.push(k);
-                self.buckets.entry(coarse).or_default().add(v);
-                touched.push(coarse);
+        if lo >= fine_before {
+            return touched;
+        }
+        let is_fine = |k: Millis| k >= lo && k.rem_euclid(COARSE) != 0;
+        // Slots from the quarter hour holding `lo`, so a fold meets the
+        // quarter-hour bucket it adds to.
+        let from = lo.div_euclid(COARSE) * COARSE;
+        let a = self.slots.len() - self.range(from, Millis::MAX).len();
+        let b = a + self.range(from, fine_before).len();
+        if self.slots[a..b].iter().any(|s| is_fine(s.key())) {
+            let mut folded: Vec<(Millis, Counts)> = Vec::new();
+            for s in &self.slots[a..b] {
+                let k = s.key();
+                let into = if is_fine(k) {
+                    touched.push(k);
+                    let q = k.div_euclid(COARSE) * COARSE;
+                    touched.push(q);
+                    q
+                } else {
+                    k
+                };
+                folded.push((into, s.counts()));
             }
+            // Minutes of the quarter holding `lo` that lie below it stay
+            // minutes: the folded quarter may sort before them.
+            folded.sort_by_key(|(k, _)| *k);
+            let mut merged: Vec<(Millis, Counts)> = Vec::with_capacity(folded.len());
+            for (k, c) in folded {
+                match merged.last_mut() {
+                    Some((last, sum)) if *last == k => sum.add(c),
+                    _ => merged.push((k, c)),
+                }
+            }
+            let mut keep = Vec::with_capacity(merged.len());
+            for (k, mut c) in merged {
+                // A key is a slot or a wide entry, never both.
+                if let Some(w) = self.wide.remove(&k) {
+                    c.add(w);
+                }
+                if c.is_zero() {
+                    continue;
+                }
+                match Slot::of(minute_of(k), c) {
+                    Some(slot) => keep.push(slot),
+                    None => {
+                        self.wide.entry(k).or_default().add(c);
+                    }
+                }
+            }
+            self.slots.splice(a..b, keep);
+        }
+        let wide: Vec<(Millis, Counts)> = self
+            .wide
+            .range(lo..fine_before)
+            .filter(|(k, _)| is_fine(**k))
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for (k, v) in wide {
+            let q = k.div_euclid(COARSE) * COARSE;
+            self.wide.remove(&k);
+            self.add_bucket(q, v);
+            touched.push(k);
+            touched.push(q);
         }
         touched
     }
@@ -154,14 +301,18 @@ impl Series {
     /// dropped by retention (the `slastream_slo_events_total` counter).
     pub fn all_time(&self) -> Counts {
         let mut c = self.retired;
-        for v in self.buckets.values() {
-            c.add(*v);
-        }
+        c.add(self.sum(Millis::MIN, Millis::MAX));
         c
     }
 
     pub fn get(&self, key: Millis) -> Option<Counts> {
-        self.buckets.get(&key).copied()
+        if key.rem_euclid(MINUTE) != 0 {
+            return self.wide.get(&key).copied();
+        }
+        let r = self.range(key, key + 1);
+        r.first()
+            .map(Slot::counts)
+            .or_else(|| self.wide.get(&key).copied())
     }
 }
 
@@ -198,5 +349,96 @@ mod tests {
         assert_eq!(s.len(), 3 + 15);
         s.compact(Millis::MIN, 45 * MINUTE, 15 * MINUTE);
         assert_eq!(s.sum(0, 15 * MINUTE), Counts::default());
+    }
+
+    /// The same operations on a plain map of every bucket.
+    #[derive(Default)]
+    struct Model {
+        map: BTreeMap<Millis, Counts>,
+        retired: Counts,
+    }
+
+    impl Model {
+        fn add(&mut self, key: Millis, d: Counts) {
+            let v = self.map.entry(key).or_default();
+            v.add(d);
+            if v.is_zero() {
+                self.map.remove(&key);
+            }
+        }
+
+        fn compact(&mut self, since: Millis, fine_before: Millis, drop_before: Millis) {
+            let old: Vec<Millis> = self.map.range(..drop_before).map(|(k, _)| *k).collect();
+            for k in old {
+                if let Some(v) = self.map.remove(&k) {
+                    self.retired.add(v);
+                }
+            }
+            let lo = since.max(drop_before);
+            if lo < fine_before {
+                let fine: Vec<(Millis, Counts)> = self
+                    .map
+                    .range(lo..fine_before)
+                    .filter(|(k, _)| k.rem_euclid(COARSE) != 0)
+                    .map(|(k, v)| (*k, *v))
+                    .collect();
+                for (k, v) in fine {
+                    self.map.remove(&k);
+                    self.add(k.div_euclid(COARSE) * COARSE, v);
+                }
+            }
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_series_sums_like_a_map_of_every_bucket(
+            ops in proptest::collection::vec(
+                (0i64..600, -3i64..4, -3i64..4, 0u8..12), 1..300),
+            cuts in proptest::collection::vec((0i64..600, 0i64..600), 1..8),
+        ) {
+            let mut s = Series::default();
+            let mut m = Model::default();
+            let mut since = Millis::MIN;
+            for (i, (minute, good, bad, kind)) in ops.iter().enumerate() {
+                let key = minute * MINUTE;
+                // Now and then a count too large for 32 bits, or negative.
+                let d = match kind {
+                    0 => Counts { good: i64::from(u32::MAX) + good, bad: *bad },
+                    _ => Counts { good: *good, bad: *bad },
+                };
+                s.add_bucket(key, d);
+                m.add(key, d);
+                if i % 50 == 49 {
+                    let (a, b) = cuts[i / 50 % cuts.len()];
+                    let (drop_before, fine_before) = (a.min(b) * MINUTE / 4, a.max(b) * MINUTE);
+                    s.compact(since, fine_before, drop_before);
+                    m.compact(since, fine_before, drop_before);
+                    since = fine_before;
+                }
+                for sl in &s.slots {
+                    prop_assert!(!s.wide.contains_key(&sl.key()), "op {} key {} in both", i, sl.key());
+                }
+                let all: Vec<(Millis, Counts)> = s.iter().collect();
+                let want: Vec<(Millis, Counts)> = m.map.iter().map(|(k, v)| (*k, *v)).collect();
+                prop_assert_eq!(&all, &want);
+            }
+            for (a, b) in cuts {
+                let (from, to) = (a * MINUTE - 7, b * MINUTE + 13);
+                let mut want = Counts::default();
+                for (_, v) in m.map.range(from..to.max(from)) {
+                    want.add(*v);
+                }
+                prop_assert_eq!(s.sum(from, to), want);
+            }
+            let mut all = m.retired;
+            for v in m.map.values() {
+                all.add(*v);
+            }
+            prop_assert_eq!(s.all_time(), all);
+            prop_assert_eq!(s.len(), m.map.len());
+        }
     }
 }

@@ -1,19 +1,29 @@
-//! Duplicate detection by `event_id` (SPEC §3): a set of 128-bit hashes of the
-//! ids seen, each with its event's `occurred_at`, so that ids far behind the
-//! watermark (whose events would be late anyway) can be forgotten.
+//! Duplicate detection by `event_id` (SPEC §3): a set of hashes of the ids
+//! seen, each with the hour of its event's `occurred_at`, so that ids far
+//! behind the watermark (whose events would be late anyway) can be
+//! forgotten.
 //!
-//! The hashes are also filed by hour of event time, so forgetting is
-//! incremental: a prune drops whole hours, never scans the set. Which ids are
-//! remembered is a function of the accepted events and the last prune cutoff
-//! alone (every id whose hour is not below the cutoff's hour), so a state
-//! restored from the store answers exactly as the state that wrote it.
+//! Memory is what bounds this set (it holds every id of two lateness
+//! windows), so an entry is 16 bytes: 96 bits of the id's 128-bit hash (a
+//! false duplicate among 10^8 live ids has a probability below 10^-12) and
+//! the hour. The set is split in `SHARDS` tables so that growing one
+//! briefly holds 1/`SHARDS` of the set twice, not all of it.
+//!
+//! Forgetting is lazy: `prune` only moves the first kept hour, and an entry
+//! of an earlier hour counts as absent at once; the entries themselves are
+//! swept out in one pass once they make up a quarter of the set, so the
+//! sweep costs O(1) per id. Which ids are remembered is a function of the
+//! accepted events and the last prune cutoff alone (every id whose hour is
+//! not below the cutoff's hour), so a state restored from the store answers
+//! exactly as the state that wrote it.
 //!
 //! The store keeps the ids in packed blocks, one per commit (see
 //! `store::state`); `Dedup` remembers each stored block's newest event time
 //! so a block is deleted whole once every id in it is forgotten.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, BTreeSet};
+
+use hashbrown::HashTable;
 
 use crate::model::time::{Millis, HOUR};
 
@@ -23,88 +33,83 @@ pub fn hash_id(event_id: &str) -> IdHash {
     xxhash_rust::xxh3::xxh3_128(event_id.as_bytes())
 }
 
-/// The keys are already uniformly distributed hashes: use their low bits.
-#[derive(Default)]
-pub struct PassThrough(u64);
+/// Tables the set is split in (by bits of the hash the tables do not use
+/// for their own placement).
+const SHARDS: usize = 16;
 
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// One remembered id: bits 95..0 of its hash and its event hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    hi: u64,
+    lo: u32,
+    hour: i32,
+}
 
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        // `Key` hashes its low half last: that one wins.
-        self.0 = i;
-    }
-
-    fn write_u128(&mut self, i: u128) {
-        self.0 = i as u64;
+impl Slot {
+    fn same_id(&self, k: (u64, u32)) -> bool {
+        self.hi == k.0 && self.lo == k.1
     }
 }
 
-/// A hash as two words: 8-byte aligned, so an entry of the set takes 24
-/// bytes rather than the 32 a 16-byte aligned `u128` would.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Key(u64, u64);
-
-impl Key {
-    fn of(h: IdHash) -> Key {
-        Key((h >> 64) as u64, h as u64)
-    }
-
-    fn hash(self) -> IdHash {
-        (u128::from(self.0) << 64) | u128::from(self.1)
-    }
+/// The kept bits of a hash: the low word places the entry (its low bits
+/// pick the bucket, its top bits the control byte, bits 40..44 the shard).
+fn key(h: IdHash) -> (u64, u32) {
+    (h as u64, (h >> 64) as u32)
 }
 
-fn hour_of(t: Millis) -> i64 {
+fn shard_of(hi: u64) -> usize {
+    ((hi >> 40) as usize) % SHARDS
+}
+
+/// Hours far outside any event time (before 1800 or after 2200) clamp:
+/// those events fail the lateness or future-skew checks anyway.
+fn hour_of(t: Millis) -> i32 {
     t.div_euclid(HOUR)
-}
-
-/// The ids of one hour of event time, in arrival order; those from `saved`
-/// on are not in a stored block yet.
-#[derive(Debug, Clone, Default)]
-struct Hour {
-    ids: Vec<(Key, Millis)>,
-    saved: usize,
+        .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
 #[derive(Debug, Clone)]
 pub struct Dedup {
-    seen: HashSet<Key, BuildHasherDefault<PassThrough>>,
-    /// The ids of `seen` by hour of event time.
-    by_hour: BTreeMap<i64, Hour>,
+    shards: Vec<HashTable<Slot>>,
+    /// Remembered ids per hour (those of forgotten hours until the sweep),
+    /// except the `recent` ones.
+    per_hour: BTreeMap<i32, u64>,
+    /// Ids of one hour not counted in `per_hour` yet: consecutive ids
+    /// mostly share their hour, so counting them costs no map lookup.
+    recent: (i32, u64),
+    /// Entries in the tables (forgotten ones not swept yet included).
+    entries: u64,
     /// Ids of hours below this one are forgotten.
-    kept_from_hour: i64,
+    kept_from_hour: i32,
+    /// Ids accepted and not yet handed to `take_unsaved`, with their event
+    /// times (forgotten ones included).
+    unsaved: Vec<(IdHash, Millis)>,
     /// Stored blocks: (newest event time in it, block number).
     blocks: BTreeSet<(Millis, u64)>,
     next_block: u64,
-    /// Ids not yet handed to `take_unsaved` (forgotten ones included).
-    unsaved: usize,
 }
 
 impl Default for Dedup {
     fn default() -> Self {
         Dedup {
-            seen: HashSet::default(),
-            by_hour: BTreeMap::new(),
-            kept_from_hour: i64::MIN,
+            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
+            per_hour: BTreeMap::new(),
+            recent: (0, 0),
+            entries: 0,
+            kept_from_hour: i32::MIN,
+            unsaved: Vec::new(),
             blocks: BTreeSet::new(),
             next_block: 0,
-            unsaved: 0,
         }
     }
 }
 
 impl Dedup {
     pub fn contains(&self, h: IdHash) -> bool {
-        self.seen.contains(&Key::of(h))
+        let k = key(h);
+        self.shards[shard_of(k.0)]
+            .find(k.0, |s| s.same_id(k))
+            .is_some_and(|s| s.hour >= self.kept_from_hour)
     }
 
     /// Remembers `h`, unless its hour is already forgotten (such an event is
@@ -114,76 +119,137 @@ impl Dedup {
         if hour < self.kept_from_hour {
             return;
         }
-        let k = Key::of(h);
-        if self.seen.insert(k) {
-            self.by_hour.entry(hour).or_default().ids.push((k, at));
-            self.unsaved += 1;
+        let k = key(h);
+        let table = &mut self.shards[shard_of(k.0)];
+        match table.find_mut(k.0, |s| s.same_id(k)) {
+            Some(s) if s.hour >= self.kept_from_hour => return,
+            // A forgotten entry not swept yet: it becomes this id's again.
+            Some(s) => {
+                let old = std::mem::replace(&mut s.hour, hour);
+                self.settle_recent();
+                if let Some(n) = self.per_hour.get_mut(&old) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            None => {
+                table.insert_unique(
+                    k.0,
+                    Slot {
+                        hi: k.0,
+                        lo: k.1,
+                        hour,
+                    },
+                    |s| s.hi,
+                );
+                self.entries += 1;
+            }
+        }
+        if self.recent.0 != hour {
+            self.settle_recent();
+            self.recent.0 = hour;
+        }
+        self.recent.1 += 1;
+        self.unsaved.push((h, at));
+    }
+
+    /// Moves the `recent` count into `per_hour`.
+    fn settle_recent(&mut self) {
+        let (hour, n) = std::mem::take(&mut self.recent);
+        if n > 0 {
+            *self.per_hour.entry(hour).or_default() += n;
         }
     }
 
+    /// Remembers an id read back from a stored block: already saved.
+    pub fn restore(&mut self, h: IdHash, at: Millis) {
+        self.insert(h, at);
+        self.unsaved.pop_if(|(x, _)| *x == h);
+    }
+
+    /// Ids remembered.
     pub fn len(&self) -> usize {
-        self.seen.len()
+        let recent = if self.recent.0 >= self.kept_from_hour {
+            self.recent.1
+        } else {
+            0
+        };
+        self.per_hour
+            .range(self.kept_from_hour..)
+            .map(|(_, n)| *n)
+            .sum::<u64>() as usize
+            + recent as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.len() == 0
     }
 
+    /// The kept bits of every remembered hash, with its event hour start.
     pub fn iter(&self) -> impl Iterator<Item = (IdHash, Millis)> + '_ {
-        self.by_hour
-            .values()
-            .flat_map(|h| h.ids.iter().map(|(k, at)| (k.hash(), *at)))
+        let from = self.kept_from_hour;
+        self.shards.iter().flat_map(move |t| {
+            t.iter().filter(move |s| s.hour >= from).map(|s| {
+                (
+                    (u128::from(s.lo) << 64) | u128::from(s.hi),
+                    i64::from(s.hour) * HOUR,
+                )
+            })
+        })
     }
 
     /// Forgets the ids of every hour entirely older than the hour of
-    /// `cutoff`. Costs the ids forgotten, nothing when no hour is complete.
+    /// `cutoff`. Costs nothing until the forgotten entries are a quarter of
+    /// the tables, then one sweep.
     pub fn prune(&mut self, cutoff: Millis) {
         let hour = hour_of(cutoff);
         if hour <= self.kept_from_hour {
             return;
         }
         self.kept_from_hour = hour;
-        while let Some(entry) = self.by_hour.first_entry() {
-            if *entry.key() >= hour {
-                break;
-            }
-            for (k, _) in entry.remove().ids {
-                self.seen.remove(&k);
-            }
+        self.settle_recent();
+        let stale: u64 = self.per_hour.range(..hour).map(|(_, n)| *n).sum();
+        if stale > 0 && stale >= self.entries / 4 {
+            self.sweep();
         }
     }
 
+    /// Drops the entries of forgotten hours from the tables.
+    fn sweep(&mut self) {
+        let from = self.kept_from_hour;
+        let mut left = 0u64;
+        for t in &mut self.shards {
+            t.retain(|s| s.hour >= from);
+            t.shrink_to(t.len(), |s| s.hi);
+            left += t.len() as u64;
+        }
+        self.entries = left;
+        self.per_hour = self.per_hour.split_off(&from);
+    }
+
     /// Hands the ids not yet in a stored block to `f` (at most `max`, in
-    /// hour order), and counts them as stored. Returns how many it handed.
+    /// acceptance order), and counts them as stored. Returns how many it
+    /// handed.
     pub fn take_unsaved(&mut self, max: usize, mut f: impl FnMut(IdHash, Millis)) -> usize {
-        let mut n = 0;
-        for hour in self.by_hour.values_mut() {
-            let take = (hour.ids.len() - hour.saved).min(max - n);
-            for (k, at) in &hour.ids[hour.saved..hour.saved + take] {
-                f(k.hash(), *at);
-            }
-            hour.saved += take;
-            n += take;
-            self.unsaved = self.unsaved.saturating_sub(take);
-            if n == max {
-                break;
-            }
+        let n = max.min(self.unsaved.len());
+        for (h, at) in self.unsaved.drain(..n) {
+            f(h, at);
+        }
+        if self.unsaved.is_empty() && self.unsaved.capacity() > 1 << 16 {
+            // A large commit's buffer is not kept for the small ones after it.
+            self.unsaved = Vec::new();
         }
         n
     }
 
     /// Counts every id held as stored (after a restore).
     pub fn mark_saved(&mut self) {
-        for hour in self.by_hour.values_mut() {
-            hour.saved = hour.ids.len();
-        }
-        self.unsaved = 0;
+        self.unsaved = Vec::new();
     }
 
-    /// About how many ids are not in a stored block yet (at least as many):
-    /// what the next commit will hold.
+    /// How many ids are not in a stored block yet: what the next commit
+    /// will hold.
     pub fn unsaved(&self) -> usize {
-        self.unsaved
+        self.unsaved.len()
     }
 
     /// Numbers a new stored block whose newest id has event time `max_at`.
@@ -217,6 +283,16 @@ impl Dedup {
     /// Stored blocks, for tests and diagnostics.
     pub fn block_count(&self) -> usize {
         self.blocks.len()
+    }
+
+    /// Bytes the set holds, for the memory model and diagnostics.
+    pub fn heap_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<Slot>() + 1;
+        self.shards
+            .iter()
+            .map(|t| t.capacity() * slot)
+            .sum::<usize>()
+            + self.unsaved.capacity() * std::mem::size_of::<(IdHash, Millis)>()
     }
 }
 
@@ -306,16 +382,49 @@ mod tests {
     }
 
     #[test]
-    fn hashes_round_trip_through_their_two_words() {
-        for h in [
-            0u128,
-            1,
-            u128::MAX,
-            1 << 64,
-            (1 << 64) - 1,
-            0xdead_beef << 70,
-        ] {
-            assert_eq!(Key::of(h).hash(), h);
+    fn ids_differing_only_in_the_unkept_high_bits_are_one_id() {
+        // The top 32 bits of the hash are not kept: documented, and the
+        // 96 kept bits still tell ids apart.
+        let mut d = Dedup::default();
+        d.insert(5 | (1 << 100), HOUR);
+        assert!(d.contains(5));
+        assert!(!d.contains(5 | (1 << 64)));
+        assert!(!d.contains(5 | (1 << 40)));
+    }
+
+    #[test]
+    fn forgotten_entries_are_swept_and_a_forgotten_id_can_return() {
+        let mut d = Dedup::default();
+        for i in 0..1000u128 {
+            d.insert(i, (i as i64 % 10) * HOUR);
         }
+        assert_eq!(d.len(), 1000);
+        d.prune(5 * HOUR);
+        assert_eq!(d.len(), 500);
+        assert_eq!(d.entries, 500, "half the set was forgotten: swept");
+        for i in 0..1000u128 {
+            assert_eq!(d.contains(i), i % 10 >= 5, "{i}");
+        }
+        // A forgotten id (hour 1) comes back with a kept hour.
+        d.insert(1, 7 * HOUR);
+        assert!(d.contains(1));
+        assert_eq!(d.len(), 501);
+    }
+
+    #[test]
+    fn an_unswept_forgotten_entry_is_absent_and_reusable() {
+        let mut d = Dedup::default();
+        for i in 0..100u128 {
+            d.insert(i, 10 * HOUR);
+        }
+        d.insert(500, HOUR);
+        d.prune(2 * HOUR);
+        assert_eq!(d.entries, 101, "1 of 101 forgotten: not swept yet");
+        assert!(!d.contains(500));
+        assert_eq!(d.len(), 100);
+        d.insert(500, 11 * HOUR);
+        assert!(d.contains(500));
+        assert_eq!(d.len(), 101);
+        assert_eq!(d.entries, 101, "the entry was reused");
     }
 }

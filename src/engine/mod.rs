@@ -85,6 +85,18 @@ pub const FINE_RETENTION: Millis = 62 * crate::model::time::DAY;
 /// Quarter-hour buckets, tickets and incidents are kept this far (13 months).
 pub const COARSE_RETENTION: Millis = 400 * crate::model::time::DAY;
 
+/// (fine horizon, retention horizon) at watermark `w`: minute buckets
+/// before the first are folded into quarter hours, anything before the
+/// second is dropped. Both are UTC midnights, so they move once a day (a
+/// fold moves every newer bucket of a series once) and depend on the
+/// watermark alone: a restarted state folds exactly what the running one
+/// had.
+pub fn horizons(w: Millis) -> (Millis, Millis) {
+    let day = crate::model::time::DAY;
+    let floor = |t: Millis| t.div_euclid(day) * day;
+    (floor(w - FINE_RETENTION), floor(w - COARSE_RETENTION))
+}
+
 /// A run-time exclusion added through the API.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RuntimeExclusion {
@@ -248,6 +260,37 @@ impl SloState {
             c.add(*w);
         }
         c
+    }
+}
+
+/// What the engine holds, with estimated heap bytes per part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub customers: u64,
+    pub dedup_ids: u64,
+    pub dedup_bytes: u64,
+    pub buckets: u64,
+    pub bucket_bytes: u64,
+    pub items: u64,
+    pub item_events: u64,
+    pub item_bytes: u64,
+}
+
+impl Footprint {
+    /// Logs the footprint at `info`.
+    pub fn log(&self, what: &str) {
+        let mb = |b: u64| b / (1 << 20);
+        tracing::info!(
+            customers = self.customers,
+            dedup_ids = self.dedup_ids,
+            dedup_mib = mb(self.dedup_bytes),
+            buckets = self.buckets,
+            bucket_mib = mb(self.bucket_bytes),
+            tickets_and_incidents = self.items,
+            their_events = self.item_events,
+            item_mib = mb(self.item_bytes),
+            "{what}: state in memory"
+        );
     }
 }
 
@@ -417,6 +460,56 @@ impl Engine {
 
     pub fn take_dirty(&mut self) -> Dirty {
         std::mem::take(&mut self.dirty)
+    }
+
+    /// Where the engine's memory goes, estimated from what it holds (the
+    /// memory model of ARCHITECTURE.md, logged after a restore and a
+    /// replay).
+    pub fn footprint(&self) -> Footprint {
+        let mut f = Footprint {
+            dedup_ids: self.dedup.len() as u64,
+            dedup_bytes: self.dedup.heap_bytes() as u64,
+            ..Footprint::default()
+        };
+        for st in &self.slos {
+            for s in st.by_customer.iter().chain(&st.by_group) {
+                f.buckets += s.len() as u64;
+                f.bucket_bytes += (s.heap_bytes() + std::mem::size_of::<Series>()) as u64;
+            }
+        }
+        let strings =
+            |v: &[Option<&String>]| v.iter().flatten().map(|s| s.capacity()).sum::<usize>();
+        for it in &self.tickets.list {
+            f.item_events += it.events.len() as u64;
+            f.item_bytes += (it.id.capacity() * 2
+                + it.events.capacity() * std::mem::size_of::<TicketEv>()
+                + it.events
+                    .iter()
+                    .map(|e| {
+                        e.event_id.capacity()
+                            + strings(&[e.customer.as_ref(), e.service.as_ref(), e.region.as_ref()])
+                    })
+                    .sum::<usize>()) as u64;
+        }
+        for it in &self.incidents.list {
+            f.item_events += it.events.len() as u64;
+            f.item_bytes += (it.id.capacity() * 2
+                + it.events.capacity() * std::mem::size_of::<IncidentEv>()
+                + it.events
+                    .iter()
+                    .map(|e| {
+                        e.event_id.capacity()
+                            + e.customer_ids
+                                .iter()
+                                .flatten()
+                                .map(|c| c.capacity() + 24)
+                                .sum::<usize>()
+                    })
+                    .sum::<usize>()) as u64;
+        }
+        f.items = (self.tickets.list.len() + self.incidents.list.len()) as u64;
+        f.customers = self.customers.len() as u64;
+        f
     }
 
     /// Accepted events whose ids the next state batch will store.
@@ -1078,8 +1171,7 @@ impl Engine {
     /// `COARSE_RETENTION` is dropped (buckets, stopped tickets and incidents).
     pub fn compact(&mut self) {
         let Some(w) = self.watermark else { return };
-        let fine_before = w - FINE_RETENTION;
-        let drop_before = w - COARSE_RETENTION;
+        let (fine_before, drop_before) = horizons(w);
         let since = self.compacted_below;
         self.compacted_below = fine_before;
         for k in 0..self.probe_slos.len() {
@@ -1134,14 +1226,11 @@ impl Engine {
         }
     }
 
-    /// Runs `compact` when the watermark moved an hour past the last run.
+    /// Runs `compact` when the watermark moved the fine horizon to the next
+    /// day.
     pub fn maybe_compact(&mut self) {
         if let Some(w) = self.watermark {
-            if w - FINE_RETENTION
-                >= self
-                    .compacted_below
-                    .saturating_add(crate::model::time::HOUR)
-            {
+            if horizons(w).0 > self.compacted_below {
                 self.compact();
             }
         }

@@ -60,12 +60,24 @@ impl Batch {
 /// Key-value pairs in key order.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// What `Store::for_each` calls with each entry.
+pub type EntryFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
+
 pub trait Store: Send + Sync {
     /// Applies the batch atomically and durably (the write survives kill -9).
     fn write(&self, batch: Batch) -> Result<(), StoreError>;
     /// Every (key, value) whose key starts with `prefix`, in key order.
     fn scan(&self, prefix: &[u8]) -> Result<Entries, StoreError>;
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Calls `f` with every (key, value) whose key starts with `prefix`, in
+    /// key order, one at a time: a restore streams the state instead of
+    /// holding a copy of it. Stops at the first error `f` returns.
+    fn for_each(&self, prefix: &[u8], f: &mut EntryFn<'_>) -> Result<(), StoreError> {
+        for (k, v) in self.scan(prefix)? {
+            f(&k, &v)?;
+        }
+        Ok(())
+    }
     /// Reclaims space of deleted keys (compaction).
     fn compact(&self) -> Result<(), StoreError>;
     /// Where the state lives, for messages (the directory of a RocksDB store).

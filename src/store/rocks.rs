@@ -86,6 +86,23 @@ impl Store for RocksStore {
         self.db.get(key).map_err(|e| self.err(e))
     }
 
+    fn for_each(&self, prefix: &[u8], f: &mut super::EntryFn<'_>) -> Result<(), StoreError> {
+        // A restore reads everything once: its blocks would only push the
+        // working set out of the cache.
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.fill_cache(false);
+        let mut it = self.db.raw_iterator_opt(ro);
+        it.seek(prefix);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            f(k, v)?;
+            it.next();
+        }
+        it.status().map_err(|e| self.err(e))
+    }
+
     fn compact(&self) -> Result<(), StoreError> {
         self.db.compact_range::<&[u8], &[u8]>(None, None);
         Ok(())

@@ -722,15 +722,16 @@ fn restore_items<E>(
 where
     E: for<'de> Deserialize<'de>,
 {
-    for (k, v) in store.scan(&[table])? {
-        let (id, n) = parse_item_key(&k).ok_or_else(|| corrupt(&k, "bad item key"))?;
-        let ev: E = decode(&k, &v)?;
+    store.for_each(&[table], &mut |k, v| {
+        let (id, n) = parse_item_key(k).ok_or_else(|| corrupt(k, "bad item key"))?;
+        let ev: E = decode(k, v)?;
         let id = String::from_utf8_lossy(id);
         let item = items.get_or_insert(&id);
         let it = &mut items.list[item as usize];
         it.events.push(ev);
         it.stored = it.stored.max(n + 1);
-    }
+        Ok(())
+    })?;
     for it in &mut items.list {
         it.events.sort_by(&order);
     }
@@ -770,16 +771,16 @@ pub fn restore_at(cfg: &Config, store: &dyn Store, start: Millis) -> Result<Engi
     if let Some(v) = store.get(WATERMARK)? {
         e.watermark = Some(i64_of(WATERMARK, &v)?);
     }
-    for (k, v) in store.scan(b"d")? {
-        let (n, max_at, ids) = parse_dedup_block(&k, &v)?;
+    // Forget at once what the engine that wrote the state had forgotten.
+    e.prune_dedup();
+    store.for_each(b"d", &mut |k, v| {
+        let (n, max_at, ids) = parse_dedup_block(k, v)?;
         e.dedup.restore_block(n, max_at);
         for (h, at) in ids {
-            e.dedup.insert(h, at);
+            e.dedup.restore(h, at);
         }
-    }
-    // Forget what the engine that wrote the state had forgotten.
-    e.prune_dedup();
-    e.dedup.mark_saved();
+        Ok(())
+    })?;
     if let Some(v) = store.get(EXCLUSIONS)? {
         let x: ExclusionState = decode(EXCLUSIONS, &v)?;
         e.next_exclusion_id = x.next_id;
@@ -788,24 +789,27 @@ pub fn restore_at(cfg: &Config, store: &dyn Store, start: Millis) -> Result<Engi
     }
     e.definition_changes = definition_audit(store)?;
     record_definitions(cfg, store, &mut e, start)?;
-    for (k, v) in store.scan(b"b")? {
-        let Some((slo, cust, start)) = parse_bucket_key(&k) else {
+    store.for_each(b"b", &mut |k, v| {
+        let Some((slo, cust, start)) = parse_bucket_key(k) else {
             return Err(StoreError::Corrupt {
                 key: k.escape_ascii().to_string(),
                 reason: "bad bucket key".into(),
             });
         };
-        let Some(s) = e.slo_index(&slo) else { continue };
-        let Some(c) = e.customers.lookup(&cust) else {
-            continue;
+        let Some(s) = e.slo_index(&slo) else {
+            return Ok(());
         };
-        let (good, bad): (i64, i64) = decode(&k, &v)?;
+        let Some(c) = e.customers.lookup(&cust) else {
+            return Ok(());
+        };
+        let (good, bad): (i64, i64) = decode(k, v)?;
         let delta = Counts { good, bad };
         let g = e.customers.get(c).group;
         let st = &mut e.slos[s];
         st.customer_series(c).add_bucket(start, delta);
         st.group_series(g).add_bucket(start, delta);
-    }
+        Ok(())
+    })?;
     restore_items(store, b't', &mut e.tickets, |a: &TicketEv, b: &TicketEv| {
         a.sort_key().cmp(&b.sort_key())
     })?;
