@@ -35,7 +35,10 @@ pub struct ReplayOptions {
 pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(&cfg.state.path)
         .with_context(|| format!("creating state directory {}", cfg.state.path.display()))?;
-    Ok(Arc::new(RocksStore::open(&cfg.state.path)?))
+    Ok(Arc::new(RocksStore::open_tuned(
+        &cfg.state.path,
+        crate::store::Tuning::of(&cfg.state),
+    )?))
 }
 
 /// Opens (or creates) the state directory and restores the engine from it.

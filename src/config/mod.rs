@@ -112,6 +112,8 @@ impl Default for Config {
             state: StateConfig {
                 path: PathBuf::from("./data"),
                 commit_interval: SECOND,
+                block_cache: 64 << 20,
+                write_buffer: 32 << 20,
             },
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
@@ -482,10 +484,74 @@ fn state(raw: RawState, d: StateConfig, p: &mut Problems) -> StateConfig {
             None => d.commit_interval,
         },
     };
+    let size = |text: Option<String>, key: &str, min: u64, default: u64, p: &mut Problems| {
+        let Some(text) = text else { return default };
+        match parse_size(&text) {
+            Some(n) if n >= min => n,
+            Some(_) => {
+                p.push(
+                    key,
+                    format!("`{text}` is below the least size, {}", format_size(min)),
+                );
+                default
+            }
+            None => {
+                p.push(
+                    key,
+                    format!(
+                        "invalid size `{text}`: expected bytes or <n><unit> with units KiB, MiB, \
+                         GiB, e.g. \"64MiB\""
+                    ),
+                );
+                default
+            }
+        }
+    };
     StateConfig {
         path,
         commit_interval,
+        block_cache: size(
+            raw.block_cache,
+            "state.block_cache",
+            1 << 20,
+            d.block_cache,
+            p,
+        ),
+        write_buffer: size(
+            raw.write_buffer,
+            "state.write_buffer",
+            1 << 20,
+            d.write_buffer,
+            p,
+        ),
     }
+}
+
+/// A size in bytes: a number alone, or with a unit `KiB`, `MiB` or `GiB`
+/// (also `KB`, `MB`, `GB`, read as the same powers of two).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" | "KB" | "K" => 10,
+        "MiB" | "MB" | "M" => 20,
+        "GiB" | "GB" | "G" => 30,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
+}
+
+/// A size for messages, in the largest unit it is a whole number of.
+pub fn format_size(n: u64) -> String {
+    for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if n >= 1 << shift && n % (1 << shift) == 0 {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    format!("{n}B")
 }
 
 fn http(raw: RawHttp, d: HttpConfig, p: &mut Problems) -> HttpConfig {
@@ -1649,6 +1715,18 @@ fn credit(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_take_binary_units_and_bad_ones_are_named() {
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size(" 512KB "), Some(512 << 10));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("12 parsecs"), None);
+        assert_eq!(parse_size("-1MiB"), None);
+        assert_eq!(format_size(64 << 20), "64MiB");
+        assert_eq!(format_size(1000), "1000B");
+    }
+
     use super::*;
     use crate::model::time::{HOUR, SECOND};
 
@@ -1828,6 +1906,7 @@ mod tests {
             [state]
             path = "/var/lib/slastream"
             commit_interval = "2s"
+            block_cache = "256MiB"
             [http]
             listen = "[::]:8080"
             [ingest]
@@ -1848,6 +1927,8 @@ mod tests {
         assert_eq!(c.kafka.properties["enable.idempotence"], "true");
         assert_eq!(c.state.path, PathBuf::from("/var/lib/slastream"));
         assert_eq!(c.state.commit_interval, 2 * SECOND);
+        assert_eq!(c.state.block_cache, 256 << 20);
+        assert_eq!(c.state.write_buffer, 32 << 20, "the default");
         assert_eq!(c.http.listen.port(), 8080);
         assert_eq!(c.ingest.max_lateness, 90 * MINUTE);
         assert_eq!(c.ingest.max_future_skew, 5 * MINUTE);
@@ -1869,6 +1950,8 @@ mod tests {
             [state]
             path = ""
             commit_interval = "2m"
+            block_cache = "lots"
+            write_buffer = "1KiB"
             [http]
             listen = "localhost"
             [ingest]
@@ -1889,6 +1972,8 @@ mod tests {
             "state.commit_interval",
             "longer than the longest interval, 1m",
         );
+        assert_problem(&p, "state.block_cache", "invalid size `lots`");
+        assert_problem(&p, "state.write_buffer", "below the least size, 1MiB");
         assert_problem(&p, "http.listen", "invalid listen address `localhost`");
         assert_problem(&p, "ingest.max_lateness", "invalid duration `7 days`");
         assert_problem(&p, "ingest.max_future_skew", "must be positive");
@@ -1899,7 +1984,7 @@ mod tests {
         );
         assert_problem(&p, "alerting.resend_interval", "invalid duration");
         assert_problem(&p, "alerting.warn_at", "out of range");
-        assert_eq!(p.len(), 11, "{}", render(&p));
+        assert_eq!(p.len(), 13, "{}", render(&p));
     }
 
     #[test]

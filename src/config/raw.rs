@@ -79,6 +79,8 @@ pub struct RawTopics {
 pub struct RawState {
     pub path: Option<String>,
     pub commit_interval: Option<String>,
+    pub block_cache: Option<String>,
+    pub write_buffer: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

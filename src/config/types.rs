@@ -49,6 +49,11 @@ pub struct StateConfig {
     /// How often the state is committed (written and synced) while events
     /// are being applied: what a crash can make the process read again.
     pub commit_interval: Millis,
+    /// RocksDB's block cache (bytes): shared by every table, index and
+    /// filter blocks included, so the store's reads stay within it.
+    pub block_cache: u64,
+    /// One memtable (bytes); at most two exist, one being flushed.
+    pub write_buffer: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

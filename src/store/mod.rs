@@ -10,7 +10,7 @@ pub mod writer;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-pub use rocks::RocksStore;
+pub use rocks::{RocksStore, Tuning};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -11,13 +11,63 @@ pub struct RocksStore {
     path: PathBuf,
 }
 
+/// How much memory RocksDB may use (`[state]` of the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// The block cache, shared by data, index and filter blocks.
+    pub block_cache: u64,
+    /// One memtable; at most two exist (one filling, one being flushed).
+    pub write_buffer: u64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            block_cache: 64 << 20,
+            write_buffer: 32 << 20,
+        }
+    }
+}
+
+impl Tuning {
+    pub fn of(cfg: &crate::config::StateConfig) -> Tuning {
+        Tuning {
+            block_cache: cfg.block_cache,
+            write_buffer: cfg.write_buffer,
+        }
+    }
+}
+
 impl RocksStore {
     pub fn open(path: &Path) -> Result<RocksStore, StoreError> {
+        RocksStore::open_tuned(path, Tuning::default())
+    }
+
+    /// Opens (creating if missing) the store at `path` with its memory
+    /// bounded by `tuning`: memtables at most 2 x `write_buffer`, every
+    /// block read (index and filter blocks included) in one LRU cache of
+    /// `block_cache` bytes.
+    pub fn open_tuned(path: &Path, tuning: Tuning) -> Result<RocksStore, StoreError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(3);
+        let buffer = usize::try_from(tuning.write_buffer).unwrap_or(usize::MAX);
+        opts.set_write_buffer_size(buffer);
+        opts.set_max_write_buffer_number(2);
+        // The level sizes follow the memtable, so a small memtable does not
+        // leave level 1 oversized and compactions long.
+        opts.set_max_bytes_for_level_base((tuning.write_buffer.saturating_mul(4)).max(64 << 20));
+        let cache = rocksdb::Cache::new_lru_cache(
+            usize::try_from(tuning.block_cache).unwrap_or(usize::MAX),
+        );
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        table.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&table);
         let db = DB::open(&opts, path).map_err(|source| StoreError::Rocks {
             path: path.display().to_string(),
             source,
