@@ -202,7 +202,8 @@ impl ClockIndex {
                 breach_at,
             } = *o
             {
-                self.stopped_bad.remove(&(breach_at.unwrap_or(at), item, *c));
+                self.stopped_bad
+                    .remove(&(breach_at.unwrap_or(at), item, *c));
                 if let Some(n) = self.stopped_bad_count.get_mut(&(*c, old.level)) {
                     *n -= 1;
                     if *n == 0 {
@@ -630,10 +631,14 @@ impl Engine {
     ) -> bool {
         let def = self.slo(s);
         let ticket = def.indicator.is_ticket();
-        let after = q
-            .after
-            .as_ref()
-            .map(|a| (a.breached_at, a.slo.as_str(), a.id.as_str(), a.customer.as_str()));
+        let after = q.after.as_ref().map(|a| {
+            (
+                a.breached_at,
+                a.slo.as_str(),
+                a.id.as_str(),
+                a.customer.as_str(),
+            )
+        });
         let (mut taken, mut last) = (0usize, Millis::MIN);
         for (breached_at, item, customer, stopped_at) in range {
             if q.customer.is_some_and(|x| x != customer) {
@@ -653,7 +658,11 @@ impl Engine {
                 item,
                 customer,
                 stopped_at,
-                key: (def.name.as_str(), id.as_str(), &*self.customers.get(customer).id),
+                key: (
+                    def.name.as_str(),
+                    id.as_str(),
+                    &*self.customers.get(customer).id,
+                ),
             };
             if after.is_some_and(|a| cand.key() <= a) {
                 continue;
@@ -1091,7 +1100,10 @@ mod index_tests {
             })
             .to_string();
             let ev = decode(line.as_bytes()).expect("decodes");
-            assert_eq!(e.apply(&ev, Millis::MAX / 2), super::super::Applied::Accepted);
+            assert_eq!(
+                e.apply(&ev, Millis::MAX / 2),
+                super::super::Applied::Accepted
+            );
         }
         let now = t("2026-11-05T00:00:00Z");
         let q = BreachQuery {
