@@ -338,12 +338,24 @@ impl Engine {
                     .then_some(*x)
                     .into_iter(),
             ),
-            Scope::Filter { .. } => Box::new(
-                self.customers
+            Scope::Filter { segment, timezone } => {
+                // Names compared once per group, not once per customer.
+                let groups: Vec<bool> = self
+                    .customers
+                    .groups()
                     .iter()
-                    .map(|(c, _)| c)
-                    .filter(move |c| self.in_scope(scope, *c)),
-            ),
+                    .map(|g| {
+                        segment.as_deref().is_none_or(|s| s == &*g.segment)
+                            && timezone.as_deref().is_none_or(|z| z == &*g.timezone)
+                    })
+                    .collect();
+                Box::new(
+                    self.customers
+                        .iter()
+                        .filter(move |(_, c)| groups.get(c.group as usize) == Some(&true))
+                        .map(|(c, _)| c),
+                )
+            }
         }
     }
 
@@ -438,9 +450,21 @@ impl Engine {
             return (0.0, 0.0, 0.0);
         }
         let st = &self.slos[slo];
+        // Most windows meet no exclusion at all: then no customer's spans
+        // need to be gathered.
+        let any_exclusion = self
+            .settings
+            .exclusions
+            .iter()
+            .chain(self.runtime_exclusions.iter().map(|r| &r.exclusion))
+            .any(|x| x.from < to && from < x.to);
         let (mut total, mut bad, mut excluded) = (0i64, 0i64, 0i64);
         for c in self.scope_customers(scope) {
-            let excl = self.exclusion_spans(slo, c).clip(from, to);
+            let excl = if any_exclusion {
+                self.exclusion_spans(slo, c).clip(from, to)
+            } else {
+                SpanSet::new()
+            };
             let ex = excl.measure();
             total += (to - from) - ex;
             excluded += ex;
