@@ -582,6 +582,56 @@ impl Engine {
     /// only; entries are derived for the page alone, each item's timeline
     /// once whatever the number of its customers.
     pub fn breaches_page(&self, q: &BreachQuery, now: Millis) -> BreachPage {
+        let (mut cands, mut more) = self.breach_candidates_of(q, &|_| true, now);
+        if let Some(limit) = q.limit {
+            if cands.len() > limit {
+                more = true;
+                cands.truncate(limit);
+            }
+        }
+        let next = if more {
+            cands.last().map(Candidate::to_key)
+        } else {
+            None
+        };
+        BreachPage {
+            breaches: self.breach_entries(&cands, now),
+            next,
+        }
+    }
+
+    /// The breaches `q` selects whose customer `keep` accepts, newest first:
+    /// how many there are, and entries `skip..skip + take` of them (a page
+    /// of a list; only the page's entries are derived). `q.after` and
+    /// `q.limit` are not used.
+    pub fn breaches_newest_first(
+        &self,
+        q: &BreachQuery,
+        keep: &dyn Fn(CustomerIdx) -> bool,
+        skip: usize,
+        take: usize,
+        now: Millis,
+    ) -> (usize, Vec<Breach>) {
+        let q = BreachQuery {
+            after: None,
+            limit: None,
+            ..q.clone()
+        };
+        let (cands, _) = self.breach_candidates_of(&q, keep, now);
+        let total = cands.len();
+        let page: Vec<Candidate> = cands.into_iter().rev().skip(skip).take(take).collect();
+        (total, self.breach_entries(&page, now))
+    }
+
+    /// The breaches `q` selects (and `keep` accepts) in the list's order,
+    /// before their entries are derived; with a limit, at least the first
+    /// `limit` of them, and whether more may follow.
+    fn breach_candidates_of(
+        &self,
+        q: &BreachQuery,
+        keep: &dyn Fn(CustomerIdx) -> bool,
+        now: Millis,
+    ) -> (Vec<Candidate<'_>>, bool) {
         let lo = match (&q.after, q.from) {
             (Some(a), Some(f)) => a.breached_at.max(f),
             (Some(a), None) => a.breached_at,
@@ -604,29 +654,23 @@ impl Engine {
                 .range((lo, 0, 0)..)
                 .take_while(|((b, _, _), _)| *b < hi)
                 .map(|(&(b, item, c), &at)| (b, item, c, Some(at)));
-            more |= self.breach_candidates(s, stopped, q, &mut cands);
+            more |= self.breach_candidates(s, stopped, q, keep, &mut cands);
             let running = st
                 .pending
                 .range((lo, 0, 0)..)
                 .take_while(|(b, _, _)| *b < hi.min(now))
                 .map(|&(b, item, c)| (b, item, c, None));
-            more |= self.breach_candidates(s, running, q, &mut cands);
+            more |= self.breach_candidates(s, running, q, keep, &mut cands);
         }
         cands.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
-        if let Some(limit) = q.limit {
-            if cands.len() > limit {
-                more = true;
-                cands.truncate(limit);
-            }
-        }
-        let next = if more {
-            cands.last().map(Candidate::to_key)
-        } else {
-            None
-        };
+        (cands, more)
+    }
+
+    /// The entries of `cands`, each item's timeline derived once.
+    fn breach_entries(&self, cands: &[Candidate<'_>], now: Millis) -> Vec<Breach> {
         let mut clocks: HashMap<(usize, ItemIdx), Option<ItemClock>> = HashMap::new();
         let mut breaches = Vec::with_capacity(cands.len());
-        for c in &cands {
+        for c in cands {
             let def = self.slo(c.slo);
             let ic = clocks
                 .entry((c.slo, c.item))
@@ -638,7 +682,7 @@ impl Engine {
                 breaches.push(b);
             }
         }
-        BreachPage { breaches, next }
+        breaches
     }
 
     /// Adds the breaches of SLO `s` that pass `q` from one index range, in
@@ -651,6 +695,7 @@ impl Engine {
         s: usize,
         range: impl Iterator<Item = (Millis, ItemIdx, CustomerIdx, Option<Millis>)>,
         q: &BreachQuery,
+        keep: &dyn Fn(CustomerIdx) -> bool,
         out: &mut Vec<Candidate<'a>>,
     ) -> bool {
         let def = self.slo(s);
@@ -665,7 +710,7 @@ impl Engine {
         });
         let (mut taken, mut last) = (0usize, Millis::MIN);
         for (breached_at, item, customer, stopped_at) in range {
-            if q.customer.is_some_and(|x| x != customer) {
+            if q.customer.is_some_and(|x| x != customer) || !keep(customer) {
                 continue;
             }
             if q.limit.is_some_and(|l| taken >= l) && breached_at > last {
@@ -1102,6 +1147,29 @@ mod index_tests {
                 }
                 assert_eq!(got, want, "limit {limit}");
             }
+        }
+    }
+
+    #[test]
+    fn newest_first_pages_are_slices_of_the_reversed_list() {
+        let e = engine();
+        let now = t("2026-11-05T00:00:00Z");
+        let all = e.breaches(None, None, now);
+        let segment = all[0].segment.clone();
+        let keep = |c: CustomerIdx| *e.customers.get(c).segment == *segment;
+        let want: Vec<_> = all
+            .iter()
+            .rev()
+            .filter(|b| b.segment == segment)
+            .cloned()
+            .collect();
+        assert!(want.len() > 10 && want.len() < all.len(), "{}", want.len());
+        for (skip, take) in [(0, 5), (5, 5), (want.len() - 3, 5), (want.len() + 10, 5)] {
+            let (total, page) =
+                e.breaches_newest_first(&BreachQuery::default(), &keep, skip, take, now);
+            assert_eq!(total, want.len());
+            let slice: Vec<_> = want.iter().skip(skip).take(take).cloned().collect();
+            assert_eq!(page, slice, "skip {skip}");
         }
     }
 
