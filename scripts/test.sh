@@ -31,4 +31,6 @@ set -e
 # One closing line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+# Read latency bounds at 10,000 customers (README "Performance").
+scripts/reads_bench.sh "$CARGO_TARGET_DIR/release/slastream" || status=1
 exit "$status"

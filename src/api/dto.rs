@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::ApiError;
 use crate::engine::customers::CustomerIdx;
-use crate::engine::query::{month_window, Breach, Numbers, Scope};
+use crate::engine::query::{month_window, Breach, BreachKey, Numbers, Scope};
 use crate::engine::{Engine, RuntimeExclusion};
 use crate::model::slo::{
     ClockKind, Exclusion, Indicator, SloDef, SloTerms, SloWindow, Targets, VersionAt, PRIORITIES,
@@ -361,29 +361,69 @@ pub const REPORT_COLUMNS: [&str; 13] = [
     "credit_percent",
 ];
 
-pub fn report_csv(rows: &[ReportRow]) -> String {
-    let mut out = REPORT_COLUMNS.join(",");
-    out.push('\n');
+/// One CSV line of the report.
+fn report_csv_line(r: &ReportRow) -> String {
+    let fields = [
+        csv_field(&r.customer),
+        csv_field(&r.segment),
+        csv_field(&r.timezone),
+        csv_field(&r.slo),
+        num(r.objective).to_string(),
+        r.unit.to_string(),
+        csv_value(&r.total),
+        csv_value(&r.good),
+        csv_value(&r.bad),
+        csv_value(&r.attainment),
+        csv_value(&r.budget_remaining),
+        r.status.to_string(),
+        csv_value(&r.credit_percent),
+    ];
+    let mut line = fields.join(",");
+    line.push('\n');
+    line
+}
+
+/// The report as CSV (header line, then one line per row) into `out`.
+pub fn write_report_csv(out: &mut impl std::io::Write, rows: &[ReportRow]) -> std::io::Result<()> {
+    out.write_all(REPORT_COLUMNS.join(",").as_bytes())?;
+    out.write_all(b"\n")?;
     for r in rows {
-        let fields = [
-            csv_field(&r.customer),
-            csv_field(&r.segment),
-            csv_field(&r.timezone),
-            csv_field(&r.slo),
-            num(r.objective).to_string(),
-            r.unit.to_string(),
-            csv_value(&r.total),
-            csv_value(&r.good),
-            csv_value(&r.bad),
-            csv_value(&r.attainment),
-            csv_value(&r.budget_remaining),
-            r.status.to_string(),
-            csv_value(&r.credit_percent),
-        ];
-        out.push_str(&fields.join(","));
-        out.push('\n');
+        out.write_all(report_csv_line(r).as_bytes())?;
     }
-    out
+    Ok(())
+}
+
+/// The report as JSON (`{"month", "rows", "as_of"}`) into `out`, encoded
+/// straight from the rows as it is written.
+pub fn write_report_json(
+    out: &mut impl std::io::Write,
+    month: &str,
+    rows: &[ReportRow],
+    as_of: &Value,
+) -> std::io::Result<()> {
+    #[derive(Serialize)]
+    struct Report<'a> {
+        month: &'a str,
+        rows: &'a [ReportRow],
+        as_of: &'a Value,
+    }
+    serde_json::to_writer(out, &Report { month, rows, as_of }).map_err(std::io::Error::from)
+}
+
+/// The opaque cursor of a page of breaches: where the next page starts.
+pub fn encode_cursor(k: &BreachKey) -> String {
+    use base64::Engine as _;
+    let json = serde_json::to_vec(k).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+/// A cursor `encode_cursor` made; `None` for anything else.
+pub fn decode_cursor(s: &str) -> Option<BreachKey> {
+    use base64::Engine as _;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 pub fn exclusion_json(id: Option<u64>, x: &Exclusion) -> Value {

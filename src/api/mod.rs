@@ -27,7 +27,7 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use tokio::sync::Semaphore;
 
-use crate::engine::query::{month_window, parse_month, Scope};
+use crate::engine::query::{month_window, parse_month, BreachQuery, Scope};
 use crate::engine::Engine;
 use crate::health::Health;
 use crate::model::slo::Exclusion;
@@ -401,15 +401,20 @@ fn compliance_answer(
     ))
 }
 
+/// The largest page of `/api/v1/breaches` a request may ask for.
+pub const MAX_BREACHES_LIMIT: usize = 10_000;
+
 async fn breaches(
     State(st): State<AppState>,
     Query(p): Params,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    known_params(&p, &["slo", "customer", "from", "to"])?;
+    known_params(&p, &["slo", "customer", "from", "to", "limit", "cursor"])?;
     let now = st.clock.now();
     with_engine(&st, move |engine| breaches_answer(engine, &p, now)).await
 }
 
+/// SPEC §4 lists every breach by default; `limit` (and `cursor`, the
+/// `next_cursor` of the previous page) opt into pages in the list's order.
 fn breaches_answer(
     engine: &Engine,
     p: &HashMap<String, String>,
@@ -435,20 +440,48 @@ fn breaches_answer(
             }),
         }
     };
-    let from = instant("from")?;
-    let to = instant("to")?;
-    let list: Vec<_> = engine
-        .breaches(slo, customer, now)
-        .into_iter()
-        .filter(|b| from.is_none_or(|f| b.breached_at >= f) && to.is_none_or(|t| b.breached_at < t))
-        .map(|b| dto::breach_json(&b))
-        .collect();
-    Ok(stamped(
-        serde_json::json!({ "breaches": list }),
-        engine,
-        now,
-    ))
+    let limit = match p.get("limit") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_BREACHES_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "parameter \"limit\" must be a whole number from 1 to {MAX_BREACHES_LIMIT}, got \"{v}\""
+                    ))
+                })?,
+        ),
+    };
+    let after = match p.get("cursor") {
+        None => None,
+        Some(v) => Some(dto::decode_cursor(v).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "parameter \"cursor\" is not a cursor of this list, got \"{v}\""
+            ))
+        })?),
+    };
+    let paged = limit.is_some() || after.is_some();
+    let q = BreachQuery {
+        slo,
+        customer,
+        from: instant("from")?,
+        to: instant("to")?,
+        after,
+        limit,
+    };
+    let page = engine.breaches_page(&q, now);
+    let list: Vec<_> = page.breaches.iter().map(dto::breach_json).collect();
+    let mut v = serde_json::json!({ "breaches": list });
+    if paged {
+        v["next_cursor"] = serde_json::json!(page.next.as_ref().map(dto::encode_cursor));
+    }
+    Ok(stamped(v, engine, now))
 }
+
+/// Rows of the report encoded per write: the text goes to the client as it
+/// is written, never whole in memory.
+const REPORT_STREAM_BUFFER: usize = 64 * 1024;
 
 async fn report(
     State(st): State<AppState>,
@@ -471,6 +504,9 @@ async fn report(
             )))
         }
     };
+    // Every number under one read of the engine, so the rows and `as_of`
+    // describe one state; the lock is released before any byte is sent, so
+    // a slow client never holds up ingestion.
     let (rows, stamp, watermark) = with_engine(&st, move |engine| {
         Ok((
             dto::report_rows(engine, y, m, now, caller.only()),
@@ -479,30 +515,26 @@ async fn report(
         ))
     })
     .await?;
-    // The rows are computed; encoding them needs no engine, but it is
-    // still work for the blocking pool, not an async worker.
     let month = format!("{y:04}-{m:02}");
-    let body = tokio::task::spawn_blocking(move || {
-        if csv {
-            return dto::report_csv(&rows).into_bytes();
+    let (writer, reader) = tokio::io::duplex(REPORT_STREAM_BUFFER);
+    // Encoding is work for the blocking pool; it writes into the pipe the
+    // body reads from, and stops when the client goes away.
+    tokio::task::spawn_blocking(move || {
+        let out = tokio_util::io::SyncIoBridge::new(writer);
+        let mut out = std::io::BufWriter::with_capacity(REPORT_STREAM_BUFFER, out);
+        let written = if csv {
+            dto::write_report_csv(&mut out, &rows)
+        } else {
+            dto::write_report_json(&mut out, &month, &rows, &stamp)
+        };
+        if let Err(e) = written.and_then(|()| std::io::Write::flush(&mut out)) {
+            tracing::debug!(error = %e, "report not sent whole: the client went away");
         }
-        // Encoded straight from the rows: a report of every customer is
-        // large, and a `serde_json::Value` of it costs as much again.
-        #[derive(serde::Serialize)]
-        struct Report<'a> {
-            month: &'a str,
-            rows: &'a [dto::ReportRow],
-            as_of: serde_json::Value,
-        }
-        serde_json::to_vec(&Report {
-            month: &month,
-            rows: &rows,
-            as_of: stamp,
-        })
-        .unwrap_or_default()
-    })
-    .await
-    .map_err(|e| ApiError::Internal(crate::health::join_error(&e)))?;
+    });
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        reader,
+        REPORT_STREAM_BUFFER,
+    ));
     if csv {
         Ok((
             [

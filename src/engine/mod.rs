@@ -201,6 +201,9 @@ pub struct SloState {
     pub by_group: Vec<Series>,
     /// Clock SLOs: what each ticket/incident currently contributes.
     pub contribs: HashMap<ItemIdx, Contrib>,
+    /// What reads need of `contribs` (running clocks, late stops), kept
+    /// with it.
+    pub clock_index: query::ClockIndex,
     /// Running clocks with a breach instant: (breach_at, item, customer).
     pub pending: BTreeSet<(Millis, ItemIdx, CustomerIdx)>,
     /// The same per customer, so a one-customer query does not walk them all.
@@ -939,6 +942,7 @@ impl Engine {
             }
             return;
         }
+        st.clock_index.replace(item, &old, &new);
         // Net change per group and per (group, level); only its negative
         // part is withdrawn, so an outcome that merely moves in time (or is
         // re-derived unchanged) withdraws nothing.

@@ -3,12 +3,12 @@
 
 use serde::Serialize;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::buckets::Counts;
 use super::clock::{elapsed_at, incident_timeline, ticket_timeline, ClockRun, Outcome};
 use super::customers::{CustomerIdx, GroupIdx};
-use super::{breached_at, Contrib, Engine, ItemIdx};
+use super::{Contrib, Engine, ItemIdx};
 use crate::model::interval::SpanSet;
 use crate::model::slo::{Indicator, Level, SloDef, SloWindow, PRIORITIES, SEVERITIES};
 use crate::model::time::{floor_minute, Millis, MINUTE};
@@ -176,6 +176,140 @@ pub struct Breach {
     pub stopped_at: Option<Millis>,
 }
 
+/// The clock contributions reads need, kept up to date wherever a
+/// contribution changes (`Engine::set_contribs`), so that a scrape, an alert
+/// evaluation or a page of breaches costs the running clocks and the
+/// breaches it shows, not every item of the 400 days kept.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClockIndex {
+    /// Items with at least one running clock.
+    running: BTreeSet<ItemIdx>,
+    /// Clocks stopped late: (breached_at, item, customer) → stop instant.
+    stopped_bad: BTreeMap<(Millis, ItemIdx, CustomerIdx), Millis>,
+    /// The number of clocks stopped late per (customer, level). Keyed by
+    /// customer, not group: a customer's group can change after the fact.
+    stopped_bad_count: HashMap<(CustomerIdx, Level), u64>,
+}
+
+impl ClockIndex {
+    /// Replaces what `item` contributes (`old`) with `new`.
+    pub(crate) fn replace(&mut self, item: ItemIdx, old: &Contrib, new: &Contrib) {
+        self.running.remove(&item);
+        for (c, o) in &old.list {
+            if let Outcome::Stopped {
+                at,
+                good: false,
+                breach_at,
+            } = *o
+            {
+                self.stopped_bad
+                    .remove(&(breach_at.unwrap_or(at), item, *c));
+                if let Some(n) = self.stopped_bad_count.get_mut(&(*c, old.level)) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.stopped_bad_count.remove(&(*c, old.level));
+                    }
+                }
+            }
+        }
+        for (c, o) in &new.list {
+            match *o {
+                Outcome::Running { .. } => {
+                    self.running.insert(item);
+                }
+                Outcome::Stopped {
+                    at,
+                    good: false,
+                    breach_at,
+                } => {
+                    self.stopped_bad
+                        .insert((breach_at.unwrap_or(at), item, *c), at);
+                    *self.stopped_bad_count.entry((*c, new.level)).or_default() += 1;
+                }
+                Outcome::Stopped { good: true, .. } => {}
+            }
+        }
+    }
+
+    /// The index of `contribs` built from scratch (what `replace` maintains).
+    #[cfg(test)]
+    pub(crate) fn build(contribs: &std::collections::HashMap<ItemIdx, Contrib>) -> ClockIndex {
+        let mut index = ClockIndex::default();
+        for (item, c) in contribs {
+            index.replace(*item, &Contrib::default(), c);
+        }
+        index
+    }
+}
+
+/// Where an entry sits in the breaches list, whose order is (breached_at,
+/// slo, id, customer): the cursor of a page.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+pub struct BreachKey {
+    pub breached_at: Millis,
+    pub slo: String,
+    pub id: String,
+    pub customer: String,
+}
+
+impl BreachKey {
+    pub fn of(b: &Breach) -> BreachKey {
+        BreachKey {
+            breached_at: b.breached_at,
+            slo: b.slo.clone(),
+            id: b.id.clone(),
+            customer: b.customer.clone(),
+        }
+    }
+}
+
+/// Which breaches to list.
+#[derive(Debug, Clone, Default)]
+pub struct BreachQuery {
+    pub slo: Option<usize>,
+    pub customer: Option<CustomerIdx>,
+    /// `breached_at` in [from, to).
+    pub from: Option<Millis>,
+    pub to: Option<Millis>,
+    /// Only entries after this one in the list's order.
+    pub after: Option<BreachKey>,
+    /// At most this many entries (`None`: all).
+    pub limit: Option<usize>,
+}
+
+/// A page of the breaches list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreachPage {
+    pub breaches: Vec<Breach>,
+    /// Where the next page starts, when entries remain after this one.
+    pub next: Option<BreachKey>,
+}
+
+/// A breach found in an index, before its entry is derived.
+struct Candidate<'a> {
+    breached_at: Millis,
+    slo: usize,
+    item: ItemIdx,
+    customer: CustomerIdx,
+    stopped_at: Option<Millis>,
+    key: (&'a str, &'a str, &'a str),
+}
+
+impl Candidate<'_> {
+    fn key(&self) -> (Millis, &str, &str, &str) {
+        (self.breached_at, self.key.0, self.key.1, self.key.2)
+    }
+
+    fn to_key(&self) -> BreachKey {
+        BreachKey {
+            breached_at: self.breached_at,
+            slo: self.key.0.to_string(),
+            id: self.key.1.to_string(),
+            customer: self.key.2.to_string(),
+        }
+    }
+}
+
 impl Engine {
     pub fn slo(&self, idx: usize) -> &SloDef {
         &self.settings.slos[idx]
@@ -204,12 +338,24 @@ impl Engine {
                     .then_some(*x)
                     .into_iter(),
             ),
-            Scope::Filter { .. } => Box::new(
-                self.customers
+            Scope::Filter { segment, timezone } => {
+                // Names compared once per group, not once per customer.
+                let groups: Vec<bool> = self
+                    .customers
+                    .groups()
                     .iter()
-                    .map(|(c, _)| c)
-                    .filter(move |c| self.in_scope(scope, *c)),
-            ),
+                    .map(|g| {
+                        segment.as_deref().is_none_or(|s| s == &*g.segment)
+                            && timezone.as_deref().is_none_or(|z| z == &*g.timezone)
+                    })
+                    .collect();
+                Box::new(
+                    self.customers
+                        .iter()
+                        .filter(move |(_, c)| groups.get(c.group as usize) == Some(&true))
+                        .map(|(c, _)| c),
+                )
+            }
         }
     }
 
@@ -304,9 +450,21 @@ impl Engine {
             return (0.0, 0.0, 0.0);
         }
         let st = &self.slos[slo];
+        // Most windows meet no exclusion at all: then no customer's spans
+        // need to be gathered.
+        let any_exclusion = self
+            .settings
+            .exclusions
+            .iter()
+            .chain(self.runtime_exclusions.iter().map(|r| &r.exclusion))
+            .any(|x| x.from < to && from < x.to);
         let (mut total, mut bad, mut excluded) = (0i64, 0i64, 0i64);
         for c in self.scope_customers(scope) {
-            let excl = self.exclusion_spans(slo, c).clip(from, to);
+            let excl = if any_exclusion {
+                self.exclusion_spans(slo, c).clip(from, to)
+            } else {
+                SpanSet::new()
+            };
             let ex = excl.measure();
             total += (to - from) - ex;
             excluded += ex;
@@ -402,67 +560,204 @@ impl Engine {
         }
     }
 
-    /// Every ticket / incident clock whose current outcome is a breach. Each
-    /// item's timeline is derived once, whatever the number of its customers.
+    /// Every ticket / incident clock whose current outcome is a breach, in
+    /// the order (breached_at, slo, id, customer).
     pub fn breaches(
         &self,
         slo_filter: Option<usize>,
         customer: Option<CustomerIdx>,
         now: Millis,
     ) -> Vec<Breach> {
-        let mut out = Vec::new();
-        for (s, st) in self.slos.iter().enumerate() {
-            if slo_filter.is_some_and(|f| f != s) {
-                continue;
-            }
-            let def = self.slo(s);
-            for (item, contrib) in sorted_items(&st.contribs) {
-                let mut shared: Option<Option<ItemClock>> = None;
-                for (c, o) in &contrib.list {
-                    if customer.is_some_and(|x| x != *c) {
-                        continue;
-                    }
-                    let (breached_at, stopped_at) = match *o {
-                        Outcome::Stopped {
-                            at,
-                            good: false,
-                            breach_at,
-                        } => (breach_at.unwrap_or(at), Some(at)),
-                        Outcome::Running { breach_at: Some(b) } if b < now => (b, None),
-                        _ => continue,
-                    };
-                    let Some(ic) = shared.get_or_insert_with(|| self.item_clock(def, item)) else {
-                        break;
-                    };
-                    if let Some(b) = self.breach_entry(s, def, ic, *c, breached_at, stopped_at, now)
-                    {
-                        out.push(b);
-                    }
-                }
+        let q = BreachQuery {
+            slo: slo_filter,
+            customer,
+            ..BreachQuery::default()
+        };
+        self.breaches_page(&q, now).breaches
+    }
+
+    /// A page of the breaches list (see `breaches`). The candidates come
+    /// from the indexes of clocks stopped late and of running clocks past
+    /// their breach instant, walked over the `breached_at` range asked for
+    /// only; entries are derived for the page alone, each item's timeline
+    /// once whatever the number of its customers.
+    pub fn breaches_page(&self, q: &BreachQuery, now: Millis) -> BreachPage {
+        let (mut cands, mut more) = self.breach_candidates_of(q, &|_| true, now);
+        if let Some(limit) = q.limit {
+            if cands.len() > limit {
+                more = true;
+                cands.truncate(limit);
             }
         }
-        out.sort_by(|a, b| {
-            (a.breached_at, &a.slo, &a.id, &a.customer).cmp(&(
-                b.breached_at,
-                &b.slo,
-                &b.id,
-                &b.customer,
-            ))
+        let next = if more {
+            cands.last().map(Candidate::to_key)
+        } else {
+            None
+        };
+        BreachPage {
+            breaches: self.breach_entries(&cands, now),
+            next,
+        }
+    }
+
+    /// The breaches `q` selects whose customer `keep` accepts, newest first:
+    /// how many there are, and entries `skip..skip + take` of them (a page
+    /// of a list; only the page's entries are derived). `q.after` and
+    /// `q.limit` are not used.
+    pub fn breaches_newest_first(
+        &self,
+        q: &BreachQuery,
+        keep: &dyn Fn(CustomerIdx) -> bool,
+        skip: usize,
+        take: usize,
+        now: Millis,
+    ) -> (usize, Vec<Breach>) {
+        let q = BreachQuery {
+            after: None,
+            limit: None,
+            ..q.clone()
+        };
+        let (cands, _) = self.breach_candidates_of(&q, keep, now);
+        let total = cands.len();
+        let page: Vec<Candidate> = cands.into_iter().rev().skip(skip).take(take).collect();
+        (total, self.breach_entries(&page, now))
+    }
+
+    /// The breaches `q` selects (and `keep` accepts) in the list's order,
+    /// before their entries are derived; with a limit, at least the first
+    /// `limit` of them, and whether more may follow.
+    fn breach_candidates_of(
+        &self,
+        q: &BreachQuery,
+        keep: &dyn Fn(CustomerIdx) -> bool,
+        now: Millis,
+    ) -> (Vec<Candidate<'_>>, bool) {
+        let lo = match (&q.after, q.from) {
+            (Some(a), Some(f)) => a.breached_at.max(f),
+            (Some(a), None) => a.breached_at,
+            (None, Some(f)) => f,
+            (None, None) => Millis::MIN,
+        };
+        let hi = q.to.unwrap_or(Millis::MAX);
+        let mut cands = Vec::new();
+        let mut more = false;
+        for (s, st) in self.slos.iter().enumerate() {
+            let def = self.slo(s);
+            if q.slo.is_some_and(|f| f != s)
+                || !(def.indicator.is_ticket() || def.indicator.is_incident_clock())
+            {
+                continue;
+            }
+            let stopped = st
+                .clock_index
+                .stopped_bad
+                .range((lo, 0, 0)..)
+                .take_while(|((b, _, _), _)| *b < hi)
+                .map(|(&(b, item, c), &at)| (b, item, c, Some(at)));
+            more |= self.breach_candidates(s, stopped, q, keep, &mut cands);
+            let running = st
+                .pending
+                .range((lo, 0, 0)..)
+                .take_while(|(b, _, _)| *b < hi.min(now))
+                .map(|&(b, item, c)| (b, item, c, None));
+            more |= self.breach_candidates(s, running, q, keep, &mut cands);
+        }
+        cands.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
+        (cands, more)
+    }
+
+    /// The entries of `cands`, each item's timeline derived once.
+    fn breach_entries(&self, cands: &[Candidate<'_>], now: Millis) -> Vec<Breach> {
+        let mut clocks: HashMap<(usize, ItemIdx), Option<ItemClock>> = HashMap::new();
+        let mut breaches = Vec::with_capacity(cands.len());
+        for c in cands {
+            let def = self.slo(c.slo);
+            let ic = clocks
+                .entry((c.slo, c.item))
+                .or_insert_with(|| self.item_clock(def, c.item));
+            let Some(ic) = ic else { continue };
+            if let Some(b) =
+                self.breach_entry(c.slo, def, ic, c.customer, c.breached_at, c.stopped_at, now)
+            {
+                breaches.push(b);
+            }
+        }
+        breaches
+    }
+
+    /// Adds the breaches of SLO `s` that pass `q` from one index range, in
+    /// `breached_at` order. With a limit, it stops once it holds `limit` of
+    /// them and the next is strictly later: no later entry of the range can
+    /// be on the page, since `breached_at` leads the list's order. Returns
+    /// whether it stopped early.
+    fn breach_candidates<'a>(
+        &'a self,
+        s: usize,
+        range: impl Iterator<Item = (Millis, ItemIdx, CustomerIdx, Option<Millis>)>,
+        q: &BreachQuery,
+        keep: &dyn Fn(CustomerIdx) -> bool,
+        out: &mut Vec<Candidate<'a>>,
+    ) -> bool {
+        let def = self.slo(s);
+        let ticket = def.indicator.is_ticket();
+        let after = q.after.as_ref().map(|a| {
+            (
+                a.breached_at,
+                a.slo.as_str(),
+                a.id.as_str(),
+                a.customer.as_str(),
+            )
         });
-        out
+        let (mut taken, mut last) = (0usize, Millis::MIN);
+        for (breached_at, item, customer, stopped_at) in range {
+            if q.customer.is_some_and(|x| x != customer) || !keep(customer) {
+                continue;
+            }
+            if q.limit.is_some_and(|l| taken >= l) && breached_at > last {
+                return true;
+            }
+            let id = if ticket {
+                &self.tickets.list[item as usize].id
+            } else {
+                &self.incidents.list[item as usize].id
+            };
+            let cand = Candidate {
+                breached_at,
+                slo: s,
+                item,
+                customer,
+                stopped_at,
+                key: (
+                    def.name.as_str(),
+                    id.as_str(),
+                    &*self.customers.get(customer).id,
+                ),
+            };
+            if after.is_some_and(|a| cand.key() <= a) {
+                continue;
+            }
+            taken += 1;
+            last = breached_at;
+            out.push(cand);
+        }
+        false
     }
 
     /// The number of entries of `breaches(None, None, now)` per (slo, group,
-    /// level), without building them: what `/metrics` exports.
+    /// level), without building them: what `/metrics` exports. It costs the
+    /// customers with a late stop and the running clocks past their breach
+    /// instant, not the history.
     pub fn breach_counts(&self, now: Millis) -> BTreeMap<(usize, GroupIdx, Level), u64> {
         let mut out = BTreeMap::new();
         for (s, st) in self.slos.iter().enumerate() {
-            for contrib in st.contribs.values() {
-                for (c, o) in &contrib.list {
-                    if breached_at(o, now) {
-                        let g = self.customers.get(*c).group;
-                        *out.entry((s, g, contrib.level)).or_default() += 1;
-                    }
+            for ((c, level), n) in &st.clock_index.stopped_bad_count {
+                let g = self.customers.get(*c).group;
+                *out.entry((s, g, *level)).or_default() += n;
+            }
+            for (_, item, c) in st.pending.range(..(now, 0, 0)) {
+                if let Some(contrib) = st.contribs.get(item) {
+                    let g = self.customers.get(*c).group;
+                    *out.entry((s, g, contrib.level)).or_default() += 1;
                 }
             }
         }
@@ -507,7 +802,7 @@ impl Engine {
     /// breached (target passed), paused (a pause or exclusion covers now),
     /// at risk (elapsed ≥ `warn_at` × target) or on track, in that order.
     /// Each item's timeline is derived once, whatever the number of its
-    /// customers.
+    /// customers; only items with a running clock are visited.
     pub fn open_clocks(&self, now: Millis, warn_at: f64) -> Vec<OpenClock> {
         let mut out = Vec::new();
         for (s, st) in self.slos.iter().enumerate() {
@@ -515,7 +810,12 @@ impl Engine {
             if !(def.indicator.is_ticket() || def.indicator.is_incident_clock()) {
                 continue;
             }
-            for (item, contrib) in sorted_items(&st.contribs) {
+            let running = st
+                .clock_index
+                .running
+                .iter()
+                .filter_map(|i| Some((*i, st.contribs.get(i)?)));
+            for (item, contrib) in running {
                 let mut shared: Option<Option<ItemClock>> = None;
                 for (c, o) in &contrib.list {
                     let Outcome::Running { breach_at } = *o else {
@@ -665,20 +965,263 @@ pub fn exhaustion(n: &Numbers, burn_rate: f64, window_seconds: f64) -> Option<f6
     Some(remaining * window_seconds / burn_rate)
 }
 
-/// The items of a clock SLO in item order (a stable output order).
-fn sorted_items(
-    contribs: &std::collections::HashMap<ItemIdx, Contrib>,
-) -> Vec<(ItemIdx, &Contrib)> {
-    let mut items: Vec<(ItemIdx, &Contrib)> = contribs.iter().map(|(i, c)| (*i, c)).collect();
-    items.sort_unstable_by_key(|(i, _)| *i);
-    items
-}
-
 /// `P1`.. for a ticket, `SEV1`.. for an incident.
 fn level_name(ic: &ItemClock<'_>, level: Level) -> &'static str {
     if ic.kind == "ticket" {
         PRIORITIES[level as usize]
     } else {
         SEVERITIES[level as usize]
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    //! The indexes reads go through answer what a walk over every
+    //! contribution answers, and pages of breaches put end to end are the
+    //! whole list, on a generated workload with reopens, cancels, priority
+    //! changes and incidents of many customers.
+
+    use super::*;
+    use crate::generate::{GenSettings, Generator};
+    use crate::model::event::decode;
+    use crate::model::time::{parse_rfc3339, DAY, HOUR};
+
+    fn t(s: &str) -> Millis {
+        parse_rfc3339(s).expect("test timestamp")
+    }
+
+    /// 60 customers over four days of the shipped configuration.
+    fn engine() -> Engine {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/slastream.toml");
+        let cfg = crate::config::load(&path).expect("shipped config");
+        let mut e = Engine::new(&cfg);
+        let settings =
+            GenSettings::from_config(&cfg, 11, 60, 2.0, t("2026-11-01T00:00:00Z"), 4 * DAY);
+        for g in Generator::new(settings) {
+            let ev = decode(g.json.as_bytes()).expect("generated events decode");
+            e.apply(&ev, Millis::MAX / 2);
+        }
+        e
+    }
+
+    /// `breach_counts` by a walk over every contribution.
+    fn counts_by_walk(e: &Engine, now: Millis) -> BTreeMap<(usize, GroupIdx, Level), u64> {
+        let mut out = BTreeMap::new();
+        for (s, st) in e.slos.iter().enumerate() {
+            for contrib in st.contribs.values() {
+                for (c, o) in &contrib.list {
+                    if super::super::breached_at(o, now) {
+                        let g = e.customers.get(*c).group;
+                        *out.entry((s, g, contrib.level)).or_default() += 1;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Running clocks by a walk over every contribution: (slo, item id,
+    /// customer).
+    fn running_by_walk(e: &Engine) -> Vec<(usize, ItemIdx, CustomerIdx)> {
+        let mut out = Vec::new();
+        for (s, st) in e.slos.iter().enumerate() {
+            for (item, contrib) in &st.contribs {
+                for (c, o) in &contrib.list {
+                    if matches!(o, Outcome::Running { .. }) {
+                        out.push((s, *item, *c));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn the_maintained_index_equals_one_built_from_scratch_and_reads_agree_with_a_walk() {
+        let mut e = engine();
+        let check = |e: &Engine| {
+            for st in &e.slos {
+                assert_eq!(st.clock_index, ClockIndex::build(&st.contribs));
+            }
+            for now in [t("2026-11-03T12:00:00Z"), t("2026-11-05T00:00:00Z")] {
+                assert_eq!(e.breach_counts(now), counts_by_walk(e, now));
+            }
+            let now = t("2026-11-05T00:00:00Z");
+            let mut open: Vec<_> = e
+                .open_clocks(now, 0.75)
+                .iter()
+                .map(|o| {
+                    let item = if o.kind == "ticket" {
+                        e.tickets.index[&o.id]
+                    } else {
+                        e.incidents.index[&o.id]
+                    };
+                    (o.slo, item, o.customer)
+                })
+                .collect();
+            open.sort();
+            assert_eq!(open, running_by_walk(e));
+        };
+        check(&e);
+        assert!(e.breaches(None, None, t("2026-11-05T00:00:00Z")).len() > 20);
+        assert!(!e.open_clocks(t("2026-11-05T00:00:00Z"), 0.75).is_empty());
+        // Everything re-derived (an exclusion added and withdrawn), and
+        // retention dropping every item: the index follows.
+        let x = crate::model::slo::Exclusion {
+            name: "x".into(),
+            from: t("2026-11-02T00:00:00Z"),
+            to: t("2026-11-03T00:00:00Z"),
+            slos: None,
+            customers: None,
+            segments: None,
+            reason: String::new(),
+        };
+        let r = e.add_exclusion(x, "t".into(), 0);
+        check(&e);
+        e.remove_exclusion(r.id, "t".into(), 0);
+        check(&e);
+        e.watermark = Some(t("2026-11-05T00:00:00Z") + super::super::COARSE_RETENTION);
+        e.compact();
+        check(&e);
+        assert!(e.breaches(None, None, Millis::MAX).is_empty());
+        assert!(e.open_clocks(Millis::MAX / 2, 0.75).is_empty());
+    }
+
+    #[test]
+    fn pages_of_breaches_put_end_to_end_are_the_whole_list() {
+        let e = engine();
+        let now = t("2026-11-05T00:00:00Z");
+        let (from, to) = (t("2026-11-02T00:00:00Z"), t("2026-11-04T00:00:00Z"));
+        let all = e.breaches(None, None, now);
+        assert!(all.len() > 20, "{}", all.len());
+        let mut sorted = all.clone();
+        sorted.sort_by_key(BreachKey::of);
+        assert_eq!(all, sorted, "the list is in key order");
+        let customer = e.customers.lookup(&all[all.len() / 2].customer);
+        for (slo, customer, from, to) in [
+            (None, None, None, None),
+            (e.slo_index("resolution"), None, None, None),
+            (None, customer, None, None),
+            (None, None, Some(from), Some(to)),
+        ] {
+            let q = BreachQuery {
+                slo,
+                customer,
+                from,
+                to,
+                ..BreachQuery::default()
+            };
+            let whole = e.breaches_page(&q, now);
+            assert_eq!(whole.next, None);
+            let want: Vec<_> = all
+                .iter()
+                .filter(|b| {
+                    slo.is_none_or(|s| e.slo(s).name == b.slo)
+                        && customer.is_none_or(|c| *e.customers.get(c).id == *b.customer)
+                        && from.is_none_or(|f| b.breached_at >= f)
+                        && to.is_none_or(|t| b.breached_at < t)
+                })
+                .cloned()
+                .collect();
+            assert_eq!(whole.breaches, want);
+            for limit in [1, 2, 3, 7, want.len(), want.len() + 1] {
+                let mut got = Vec::new();
+                let mut after = None;
+                loop {
+                    let page = e.breaches_page(
+                        &BreachQuery {
+                            after: after.clone(),
+                            limit: Some(limit),
+                            ..q.clone()
+                        },
+                        now,
+                    );
+                    assert!(page.breaches.len() <= limit);
+                    got.extend(page.breaches);
+                    match page.next {
+                        Some(k) => after = Some(k),
+                        None => break,
+                    }
+                    assert!(got.len() <= want.len(), "pages never end");
+                }
+                assert_eq!(got, want, "limit {limit}");
+            }
+        }
+    }
+
+    #[test]
+    fn newest_first_pages_are_slices_of_the_reversed_list() {
+        let e = engine();
+        let now = t("2026-11-05T00:00:00Z");
+        let all = e.breaches(None, None, now);
+        let segment = all[0].segment.clone();
+        let keep = |c: CustomerIdx| *e.customers.get(c).segment == *segment;
+        let want: Vec<_> = all
+            .iter()
+            .rev()
+            .filter(|b| b.segment == segment)
+            .cloned()
+            .collect();
+        assert!(want.len() > 10 && want.len() < all.len(), "{}", want.len());
+        for (skip, take) in [(0, 5), (5, 5), (want.len() - 3, 5), (want.len() + 10, 5)] {
+            let (total, page) =
+                e.breaches_newest_first(&BreachQuery::default(), &keep, skip, take, now);
+            assert_eq!(total, want.len());
+            let slice: Vec<_> = want.iter().skip(skip).take(take).cloned().collect();
+            assert_eq!(page, slice, "skip {skip}");
+        }
+    }
+
+    #[test]
+    fn equal_breach_instants_are_paged_by_the_rest_of_the_key() {
+        // One incident naming many customers stopped late: every entry has
+        // the same breached_at, so pages split a tie.
+        let mut e = engine();
+        let ids: Vec<String> = (0..30).map(|i| format!("tie-{i:02}")).collect();
+        let opened = t("2026-11-04T00:00:00Z");
+        for (n, (action, at)) in [("opened", opened), ("acknowledged", opened + 2 * HOUR)]
+            .into_iter()
+            .enumerate()
+        {
+            let line = serde_json::json!({
+                "event_id": format!("tie-ev-{n}"), "kind": "incident",
+                "occurred_at": crate::model::time::format_rfc3339(at),
+                "incident_id": "INC-TIE", "action": action, "severity": "SEV1",
+                "customer_ids": ids,
+            })
+            .to_string();
+            let ev = decode(line.as_bytes()).expect("decodes");
+            assert_eq!(
+                e.apply(&ev, Millis::MAX / 2),
+                super::super::Applied::Accepted
+            );
+        }
+        let now = t("2026-11-05T00:00:00Z");
+        let q = BreachQuery {
+            slo: e.slo_index("incident-ack"),
+            ..BreachQuery::default()
+        };
+        let want = e.breaches_page(&q, now).breaches;
+        let tied = want.iter().filter(|b| b.id == "INC-TIE").count();
+        assert_eq!(tied, 30);
+        let mut got = Vec::new();
+        let mut after = None;
+        loop {
+            let page = e.breaches_page(
+                &BreachQuery {
+                    after,
+                    limit: Some(4),
+                    ..q.clone()
+                },
+                now,
+            );
+            got.extend(page.breaches);
+            after = page.next;
+            if after.is_none() {
+                break;
+            }
+        }
+        assert_eq!(got, want);
     }
 }

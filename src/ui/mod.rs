@@ -28,7 +28,7 @@ use axum::Router;
 use crate::api::dto::{self, ExclusionRequest};
 use crate::api::{mutate, with_engine, ApiError, AppState, Caller};
 use crate::engine::customers::{zone_of, CustomerIdx};
-use crate::engine::query::{ClockState, Numbers, Scope};
+use crate::engine::query::{BreachQuery, ClockState, Numbers, Scope};
 use crate::engine::Engine;
 use crate::model::time::Millis;
 
@@ -418,18 +418,23 @@ async fn breaches(
         let customer = customer_filter(engine, &p)?;
         let segment = filter(&p, "segment");
         let visible = |c: &str| caller.may_read(c);
-        let all: Vec<_> = engine
-            .breaches(slo, customer, now)
-            .into_iter()
-            .rev()
-            .filter(|b| segment.is_none_or(|s| s == b.segment) && visible(&b.customer))
-            .collect();
-        let shown: Vec<_> = all
-            .iter()
-            .skip((page_no - 1) * ROWS_PER_PAGE)
-            .take(ROWS_PER_PAGE)
-            .cloned()
-            .collect();
+        // Only the page shown is derived; the rest is counted.
+        let keep = |c: CustomerIdx| {
+            let cust = engine.customers().get(c);
+            segment.is_none_or(|s| s == &*cust.segment) && visible(&cust.id)
+        };
+        let q = BreachQuery {
+            slo,
+            customer,
+            ..BreachQuery::default()
+        };
+        let (total, shown) = engine.breaches_newest_first(
+            &q,
+            &keep,
+            (page_no - 1).saturating_mul(ROWS_PER_PAGE),
+            ROWS_PER_PAGE,
+            now,
+        );
         let mut open: Vec<_> = engine
             .open_clocks(now, warn_at)
             .into_iter()
@@ -462,7 +467,7 @@ async fn breaches(
             engine,
             &p,
             &segments,
-            (all.len(), page_no, &shown),
+            (total, page_no, &shown),
             (open_total, &open),
         )
         .into_string())

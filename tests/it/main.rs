@@ -15,5 +15,6 @@ mod input;
 mod kafka;
 mod liveness;
 mod metrics;
+mod reads;
 mod restart;
 mod ui;
