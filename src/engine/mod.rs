@@ -97,6 +97,61 @@ pub fn horizons(w: Millis) -> (Millis, Millis) {
     (floor(w - FINE_RETENTION), floor(w - COARSE_RETENTION))
 }
 
+/// The start of the local day (in `zone`) holding instant `t`.
+pub fn day_start(zone: &jiff::tz::TimeZone, t: Millis) -> Millis {
+    let Ok(ts) = jiff::Timestamp::from_millisecond(t) else {
+        return t;
+    };
+    let date = zone.to_datetime(ts).date();
+    midnight(zone, date).unwrap_or(t)
+}
+
+/// The start of the first local day (in `zone`) starting at or after `t`.
+pub fn next_day_start(zone: &jiff::tz::TimeZone, t: Millis) -> Millis {
+    let start = day_start(zone, t);
+    if start >= t {
+        return start;
+    }
+    jiff::Timestamp::from_millisecond(t)
+        .ok()
+        .and_then(|ts| zone.to_datetime(ts).date().tomorrow().ok())
+        .and_then(|d| midnight(zone, d))
+        .unwrap_or(t)
+}
+
+/// Local midnight of `date` (as `query::month_window` resolves it).
+fn midnight(zone: &jiff::tz::TimeZone, date: jiff::civil::Date) -> Option<Millis> {
+    zone.to_zoned_datetime(date.to_datetime(jiff::civil::Time::midnight()))
+        .ok()
+        .map(|z| z.timestamp().as_millisecond())
+}
+
+/// Finds the local day of bucket starts walked in order, converting only
+/// when a start leaves the day found last.
+pub(crate) struct DayFolder {
+    zone: jiff::tz::TimeZone,
+    day: (Millis, Millis),
+}
+
+impl DayFolder {
+    pub(crate) fn new(zone: &jiff::tz::TimeZone) -> DayFolder {
+        DayFolder {
+            zone: zone.clone(),
+            day: (Millis::MAX, Millis::MIN),
+        }
+    }
+
+    /// The start of the local day holding `t`.
+    pub(crate) fn day_of(&mut self, t: Millis) -> Millis {
+        if !(self.day.0 <= t && t < self.day.1) {
+            let start = day_start(&self.zone, t);
+            let end = next_day_start(&self.zone, t.saturating_add(1)).max(t.saturating_add(1));
+            self.day = (start, end);
+        }
+        self.day.0
+    }
+}
+
 /// The stored probe buckets of customers, read back once they left memory
 /// (`store::state::StoreHistory` in production).
 pub trait History: Send + Sync {
@@ -232,6 +287,10 @@ pub struct SloState {
     pub by_customer: Vec<Series>,
     /// The same, summed per (segment, timezone) group.
     pub by_group: Vec<Series>,
+    /// Per customer, the counts that left memory (behind the hot window),
+    /// per local day of the customer's zone, keyed by the day's start: a
+    /// month or a run of whole days is read from here, not the store.
+    pub cold_days: Vec<Series>,
     /// Clock SLOs: what each ticket/incident currently contributes.
     pub contribs: HashMap<ItemIdx, Contrib>,
     /// Running clocks with a breach instant: (breach_at, item, customer).
@@ -262,6 +321,14 @@ impl SloState {
             self.by_customer.resize_with(i + 1, Series::default);
         }
         &mut self.by_customer[i]
+    }
+
+    pub(crate) fn cold_days(&mut self, c: CustomerIdx) -> &mut Series {
+        let i = c as usize;
+        if self.cold_days.len() <= i {
+            self.cold_days.resize_with(i + 1, Series::default);
+        }
+        &mut self.cold_days[i]
     }
 
     pub(crate) fn group_series(&mut self, g: u32) -> &mut Series {
@@ -539,16 +606,53 @@ impl Engine {
     /// latest durable commit (called once the next commit's changes are
     /// taken, so nothing forgotten is waiting to be written).
     pub fn forget_durable(&mut self) {
-        let Some(cold) = self.cold.as_mut() else { return };
+        let Some(cold) = self.cold.as_mut() else {
+            return;
+        };
         let to = cold.durable.load(std::sync::atomic::Ordering::SeqCst);
         if to <= cold.below {
             return;
         }
         cold.below = to;
         for &s in &self.probe_slos {
-            for series in &mut self.slos[s].by_customer {
-                series.forget_below(to);
+            let st = &mut self.slos[s];
+            for c in 0..st.by_customer.len() {
+                let leaving: Vec<(Millis, Counts)> = st.by_customer[c]
+                    .iter()
+                    .take_while(|(k, _)| *k < to)
+                    .collect();
+                if leaving.is_empty() {
+                    continue;
+                }
+                let mut days = DayFolder::new(&self.customers.get(c as CustomerIdx).zone);
+                let sums = st.cold_days(c as CustomerIdx);
+                for (k, v) in leaving {
+                    sums.add_bucket(days.day_of(k), v);
+                }
+                st.by_customer[c].forget_below(to);
             }
+        }
+    }
+
+    /// Rebuilds the per-day sums of customer `c` from its stored buckets
+    /// (after its zone changed).
+    fn rebuild_cold_days(&mut self, c: CustomerIdx) {
+        let Some(below) = self.cold.as_ref().map(|x| x.below) else {
+            return;
+        };
+        for k in 0..self.probe_slos.len() {
+            let s = self.probe_slos[k];
+            let cold: Vec<(Millis, Counts)> = self
+                .customer_buckets(s, c)
+                .into_iter()
+                .take_while(|(t, _)| *t < below)
+                .collect();
+            let mut days = DayFolder::new(&self.customers.get(c).zone);
+            let mut sums = Series::default();
+            for (t, v) in cold {
+                sums.add_bucket(days.day_of(t), v);
+            }
+            *self.slos[s].cold_days(c) = sums;
         }
     }
 
@@ -558,8 +662,7 @@ impl Engine {
         let b = self.hot_boundary()?;
         let cold = self.cold.as_mut()?;
         cold.below = b;
-        cold.durable
-            .store(b, std::sync::atomic::Ordering::SeqCst);
+        cold.durable.store(b, std::sync::atomic::Ordering::SeqCst);
         Some(b)
     }
 
@@ -582,7 +685,13 @@ impl Engine {
 
     /// Counts of customer `c` for SLO `slo` in buckets starting in
     /// [from, to): memory, and the store below the hot window.
-    pub(crate) fn customer_sum(&self, slo: usize, c: CustomerIdx, from: Millis, to: Millis) -> Counts {
+    pub(crate) fn customer_sum(
+        &self,
+        slo: usize,
+        c: CustomerIdx,
+        from: Millis,
+        to: Millis,
+    ) -> Counts {
         let mut sum = self.slos[slo]
             .by_customer
             .get(c as usize)
@@ -591,20 +700,50 @@ impl Engine {
         if let Some(cold) = self.cold.as_ref().filter(|_| self.is_cold_slo(slo)) {
             let upto = to.min(cold.below);
             if from < upto {
-                let name = &self.settings.slos[slo].name;
-                let id = &self.customers.get(c).id;
-                // A minute folds into a quarter hour that may start up to
-                // 15 minutes before it: read that much further.
-                let read_to = upto.saturating_add(buckets::COARSE);
-                cold.history
-                    .buckets(name, id, from, read_to, &mut |k, v| {
-                        if self.as_compacted(k).is_some_and(|k| from <= k && k < upto) {
-                            sum.add(v);
-                        }
-                    })
-                    .unwrap_or_else(|e| panic!("reading stored buckets of {id}: {e}"));
+                // Whole local days from their sums; the partial days at
+                // either end (none for a month) from the stored buckets.
+                let zone = &self.customers.get(c).zone;
+                let lo = next_day_start(zone, from.max(self.compacted.1));
+                let hi = day_start(zone, upto);
+                match self.slos[slo].cold_days.get(c as usize) {
+                    Some(days) if lo < hi => {
+                        sum.add(days.sum(lo, hi));
+                        sum.add(self.stored_sum(cold, slo, c, from, lo));
+                        sum.add(self.stored_sum(cold, slo, c, hi, upto));
+                    }
+                    _ => sum.add(self.stored_sum(cold, slo, c, from, upto)),
+                }
             }
         }
+        sum
+    }
+
+    /// Counts of customer `c` for SLO `slo` in stored buckets starting in
+    /// [from, to), read as the memory would hold them.
+    fn stored_sum(
+        &self,
+        cold: &Cold,
+        slo: usize,
+        c: CustomerIdx,
+        from: Millis,
+        to: Millis,
+    ) -> Counts {
+        let mut sum = Counts::default();
+        if from >= to {
+            return sum;
+        }
+        let name = &self.settings.slos[slo].name;
+        let id = &self.customers.get(c).id;
+        // A minute folds into a quarter hour that may start up to 15
+        // minutes before it: read that much further.
+        let read_to = to.saturating_add(buckets::COARSE);
+        cold.history
+            .buckets(name, id, from, read_to, &mut |k, v| {
+                if self.as_compacted(k).is_some_and(|k| from <= k && k < to) {
+                    sum.add(v);
+                }
+            })
+            .unwrap_or_else(|e| panic!("reading stored buckets of {id}: {e}"));
         sum
     }
 
@@ -850,6 +989,8 @@ impl Engine {
                         st.group_series(to_group).add_bucket(k, v);
                     }
                 }
+                // Its zone may have changed: its days are other days.
+                self.rebuild_cold_days(idx);
                 self.recompute_items_of(idx);
             }
         }
@@ -1348,6 +1489,13 @@ impl Engine {
         let Some(w) = self.watermark else { return };
         let (fine_before, drop_before) = horizons(w);
         self.compacted = (fine_before, drop_before);
+        // Days ending before retention are never read (a read starts at
+        // the first day starting at or after it).
+        for st in &mut self.slos {
+            for days in &mut st.cold_days {
+                days.forget_below(drop_before - 2 * crate::model::time::DAY);
+            }
+        }
         let since = self.compacted_below;
         self.compacted_below = fine_before;
         for k in 0..self.probe_slos.len() {

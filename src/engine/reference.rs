@@ -1732,8 +1732,18 @@ fn check(sc: &Scenario) -> Result<(), TestCaseError> {
     }
     crate::store::Store::write(&store, crate::store::state::dirty_batch(&mut cold))
         .expect("memory store");
-    let in_memory: usize = cold.slos.iter().flat_map(|s| &s.by_customer).map(|s| s.len()).sum();
-    let everywhere: usize = sorted.slos.iter().flat_map(|s| &s.by_customer).map(|s| s.len()).sum();
+    let in_memory: usize = cold
+        .slos
+        .iter()
+        .flat_map(|s| &s.by_customer)
+        .map(|s| s.len())
+        .sum();
+    let everywhere: usize = sorted
+        .slos
+        .iter()
+        .flat_map(|s| &s.by_customer)
+        .map(|s| s.len())
+        .sum();
     prop_assert!(in_memory <= everywhere);
 
     for now in nows(sc, &model) {

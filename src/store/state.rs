@@ -852,7 +852,10 @@ pub fn restore_at(
     let cold_below = e.restored_below();
     // Stored buckets behind retention are gone for the engine that wrote
     // them too (it had them in memory and dropped them).
-    let retained_from = e.watermark.map_or(Millis::MIN, |w| crate::engine::horizons(w).1);
+    let retained_from = e
+        .watermark
+        .map_or(Millis::MIN, |w| crate::engine::horizons(w).1);
+    let mut days: Option<(usize, u32, crate::engine::DayFolder)> = None;
     // Forget at once what the engine that wrote the state had forgotten.
     e.prune_dedup();
     store.for_each(b"d", &mut |k, v| {
@@ -890,6 +893,21 @@ pub fn restore_at(
         let cold = e.is_cold_slo(s) && cold_below.is_some_and(|b| start < b);
         if cold && start < retained_from {
             return Ok(());
+        }
+        if cold {
+            // Keys come in (slo, customer, start) order: the day found for
+            // the previous key is mostly this one's.
+            if days.as_ref().is_none_or(|(x, y, _)| (*x, *y) != (s, c)) {
+                days = Some((
+                    s,
+                    c,
+                    crate::engine::DayFolder::new(&e.customers.get(c).zone),
+                ));
+            }
+            if let Some((_, _, folder)) = days.as_mut() {
+                let day = folder.day_of(start);
+                e.slos[s].cold_days(c).add_bucket(day, delta);
+            }
         }
         let st = &mut e.slos[s];
         if !cold {
