@@ -44,7 +44,7 @@ pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// Opens (or creates) the state directory and restores the engine from it.
 pub fn open_state(cfg: &Config) -> anyhow::Result<(Engine, Arc<dyn Store>)> {
     let store = open_store(cfg)?;
-    let engine = state::restore(cfg, store.as_ref())?;
+    let engine = state::restore_shared(cfg, store.clone())?;
     Ok((engine, store))
 }
 
@@ -58,7 +58,7 @@ pub async fn load_state(
     let started = Instant::now();
     let (engine, store) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let store = open(&cfg)?;
-        let engine = state::restore(&cfg, store.as_ref())?;
+        let engine = state::restore_shared(&cfg, store.clone())?;
         Ok((engine, store))
     })
     .await

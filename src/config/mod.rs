@@ -114,6 +114,7 @@ impl Default for Config {
                 commit_interval: SECOND,
                 block_cache: 64 << 20,
                 write_buffer: 32 << 20,
+                hot_window: 0,
             },
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
@@ -524,6 +525,16 @@ fn state(raw: RawState, d: StateConfig, p: &mut Problems) -> StateConfig {
             d.write_buffer,
             p,
         ),
+        hot_window: match raw.hot_window {
+            None => d.hot_window,
+            Some(text) => parse_duration(&text).unwrap_or_else(|| {
+                p.push(
+                    "state.hot_window",
+                    format!("invalid duration `{text}`: expected <n><unit>, e.g. \"2d\""),
+                );
+                d.hot_window
+            }),
+        },
     }
 }
 

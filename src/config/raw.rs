@@ -81,6 +81,7 @@ pub struct RawState {
     pub commit_interval: Option<String>,
     pub block_cache: Option<String>,
     pub write_buffer: Option<String>,
+    pub hot_window: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

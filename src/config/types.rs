@@ -54,6 +54,10 @@ pub struct StateConfig {
     pub block_cache: u64,
     /// One memtable (bytes); at most two exist, one being flushed.
     pub write_buffer: u64,
+    /// How far behind the watermark each customer's probe buckets stay in
+    /// memory (at least `ingest.max_lateness`); older ones are read from
+    /// the store.
+    pub hot_window: Millis,
 }
 
 #[derive(Debug, Clone, PartialEq)]

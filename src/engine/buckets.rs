@@ -297,6 +297,17 @@ impl Series {
         touched
     }
 
+    /// Forgets the buckets that start before `before` (they are read from
+    /// the store from then on): no counter changes.
+    pub fn forget_below(&mut self, before: Millis) {
+        let gone = self.range(Millis::MIN, before).len();
+        self.slots.drain(..gone);
+        self.wide = self.wide.split_off(&before);
+        if self.slots.capacity() > 2 * self.slots.len() + 16 {
+            self.slots.shrink_to_fit();
+        }
+    }
+
     /// Every count this series has held: retained buckets plus those
     /// dropped by retention (the `slastream_slo_events_total` counter).
     pub fn all_time(&self) -> Counts {

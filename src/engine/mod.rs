@@ -97,6 +97,94 @@ pub fn horizons(w: Millis) -> (Millis, Millis) {
     (floor(w - FINE_RETENTION), floor(w - COARSE_RETENTION))
 }
 
+/// The start of the local day (in `zone`) holding instant `t`.
+pub fn day_start(zone: &jiff::tz::TimeZone, t: Millis) -> Millis {
+    let Ok(ts) = jiff::Timestamp::from_millisecond(t) else {
+        return t;
+    };
+    let date = zone.to_datetime(ts).date();
+    midnight(zone, date).unwrap_or(t)
+}
+
+/// The start of the first local day (in `zone`) starting at or after `t`.
+pub fn next_day_start(zone: &jiff::tz::TimeZone, t: Millis) -> Millis {
+    let start = day_start(zone, t);
+    if start >= t {
+        return start;
+    }
+    jiff::Timestamp::from_millisecond(t)
+        .ok()
+        .and_then(|ts| zone.to_datetime(ts).date().tomorrow().ok())
+        .and_then(|d| midnight(zone, d))
+        .unwrap_or(t)
+}
+
+/// Local midnight of `date` (as `query::month_window` resolves it).
+fn midnight(zone: &jiff::tz::TimeZone, date: jiff::civil::Date) -> Option<Millis> {
+    zone.to_zoned_datetime(date.to_datetime(jiff::civil::Time::midnight()))
+        .ok()
+        .map(|z| z.timestamp().as_millisecond())
+}
+
+/// Finds the local day of bucket starts walked in order, converting only
+/// when a start leaves the day found last.
+pub(crate) struct DayFolder {
+    zone: jiff::tz::TimeZone,
+    day: (Millis, Millis),
+}
+
+impl DayFolder {
+    pub(crate) fn new(zone: &jiff::tz::TimeZone) -> DayFolder {
+        DayFolder {
+            zone: zone.clone(),
+            day: (Millis::MAX, Millis::MIN),
+        }
+    }
+
+    /// The start of the local day holding `t`.
+    pub(crate) fn day_of(&mut self, t: Millis) -> Millis {
+        if !(self.day.0 <= t && t < self.day.1) {
+            let start = day_start(&self.zone, t);
+            let end = next_day_start(&self.zone, t.saturating_add(1)).max(t.saturating_add(1));
+            self.day = (start, end);
+        }
+        self.day.0
+    }
+}
+
+/// The stored probe buckets of customers, read back once they left memory
+/// (`store::state::StoreHistory` in production).
+pub trait History: Send + Sync {
+    /// Calls `f` with each stored bucket (start, counts) of `customer` for
+    /// SLO `slo` whose start lies in [from, to), in start order.
+    fn buckets(
+        &self,
+        slo: &str,
+        customer: &str,
+        from: Millis,
+        to: Millis,
+        f: &mut dyn FnMut(Millis, Counts),
+    ) -> Result<(), String>;
+}
+
+/// Per-customer probe buckets behind the hot window live in the store only.
+///
+/// No accepted event can change a bucket older than watermark -
+/// `max_lateness`, and the hot window is at least that long, so a bucket
+/// that left memory is final. It leaves only once the commit holding its
+/// last change is durable: a commit records the boundary of its moment
+/// (`Batch::durable`), the store raises `durable` to it once written, and
+/// the next commit forgets what lies below.
+pub struct Cold {
+    history: Arc<dyn History>,
+    /// How far behind the watermark buckets stay in memory.
+    hot: Millis,
+    /// Per-customer probe buckets starting before this are not in memory.
+    below: Millis,
+    /// The boundary of the latest durable commit.
+    durable: Arc<std::sync::atomic::AtomicI64>,
+}
+
 /// A run-time exclusion added through the API.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RuntimeExclusion {
@@ -199,6 +287,10 @@ pub struct SloState {
     pub by_customer: Vec<Series>,
     /// The same, summed per (segment, timezone) group.
     pub by_group: Vec<Series>,
+    /// Per customer, the counts that left memory (behind the hot window),
+    /// per local day of the customer's zone, keyed by the day's start: a
+    /// month or a run of whole days is read from here, not the store.
+    pub cold_days: Vec<Series>,
     /// Clock SLOs: what each ticket/incident currently contributes.
     pub contribs: HashMap<ItemIdx, Contrib>,
     /// What reads need of `contribs` (running clocks, late stops), kept
@@ -232,6 +324,14 @@ impl SloState {
             self.by_customer.resize_with(i + 1, Series::default);
         }
         &mut self.by_customer[i]
+    }
+
+    pub(crate) fn cold_days(&mut self, c: CustomerIdx) -> &mut Series {
+        let i = c as usize;
+        if self.cold_days.len() <= i {
+            self.cold_days.resize_with(i + 1, Series::default);
+        }
+        &mut self.cold_days[i]
     }
 
     pub(crate) fn group_series(&mut self, g: u32) -> &mut Series {
@@ -399,6 +499,11 @@ pub struct Engine {
     /// What `/metrics` exported of the breaches counter (a scrape holds
     /// the engine for reading only).
     pub(crate) breach_export: Mutex<BreachExport>,
+    /// Where per-customer probe history behind the hot window is read.
+    pub(crate) cold: Option<Cold>,
+    /// (fine horizon, retention horizon) of the last `compact`: stored
+    /// buckets are read as if folded and dropped by it.
+    pub(crate) compacted: (Millis, Millis),
 }
 
 impl Engine {
@@ -453,7 +558,218 @@ impl Engine {
                 now: Millis::MIN,
                 series: BTreeMap::new(),
             }),
+            cold: None,
+            compacted: (Millis::MIN, Millis::MIN),
         }
+    }
+
+    /// Keeps per-customer probe buckets in memory only for `hot_window`
+    /// behind the watermark (at least `max_lateness`, so nothing that left
+    /// memory can change again), reading older ones from `history`. A
+    /// window too long to stay below the fine horizon keeps everything in
+    /// memory.
+    pub fn keep_history_in(&mut self, history: Arc<dyn History>, hot_window: Millis) {
+        let hot = hot_window.max(self.settings.max_lateness);
+        if hot >= FINE_RETENTION - crate::model::time::DAY {
+            return;
+        }
+        self.keep_history_unchecked(history, hot);
+    }
+
+    /// `keep_history_in` without the lateness bound: only for inputs in
+    /// event-time order (tests forcing a tiny window).
+    pub(crate) fn keep_history_unchecked(&mut self, history: Arc<dyn History>, hot: Millis) {
+        self.cold = Some(Cold {
+            history,
+            hot,
+            below: Millis::MIN,
+            durable: Arc::new(std::sync::atomic::AtomicI64::new(Millis::MIN)),
+        });
+    }
+
+    /// The hot window's lower bound now: per-customer probe buckets below
+    /// it are final.
+    pub(crate) fn hot_boundary(&self) -> Option<Millis> {
+        let cold = self.cold.as_ref()?;
+        let w = self.watermark?;
+        let day = crate::model::time::DAY;
+        Some(w.saturating_sub(cold.hot).div_euclid(day) * day)
+    }
+
+    /// What a commit built now lets leave memory once it is durable.
+    pub fn durable_mark(&self) -> Option<crate::store::DurableMark> {
+        let cold = self.cold.as_ref()?;
+        Some(crate::store::DurableMark {
+            mark: cold.durable.clone(),
+            value: self.hot_boundary()?,
+        })
+    }
+
+    /// Forgets the per-customer probe buckets below the boundary of the
+    /// latest durable commit (called once the next commit's changes are
+    /// taken, so nothing forgotten is waiting to be written).
+    pub fn forget_durable(&mut self) {
+        let Some(cold) = self.cold.as_mut() else {
+            return;
+        };
+        let to = cold.durable.load(std::sync::atomic::Ordering::SeqCst);
+        if to <= cold.below {
+            return;
+        }
+        cold.below = to;
+        for &s in &self.probe_slos {
+            let st = &mut self.slos[s];
+            for c in 0..st.by_customer.len() {
+                let leaving: Vec<(Millis, Counts)> = st.by_customer[c]
+                    .iter()
+                    .take_while(|(k, _)| *k < to)
+                    .collect();
+                if leaving.is_empty() {
+                    continue;
+                }
+                let mut days = DayFolder::new(&self.customers.get(c as CustomerIdx).zone);
+                let sums = st.cold_days(c as CustomerIdx);
+                for (k, v) in leaving {
+                    sums.add_bucket(days.day_of(k), v);
+                }
+                st.by_customer[c].forget_below(to);
+            }
+        }
+    }
+
+    /// Rebuilds the per-day sums of customer `c` from its stored buckets
+    /// (after its zone changed).
+    fn rebuild_cold_days(&mut self, c: CustomerIdx) {
+        let Some(below) = self.cold.as_ref().map(|x| x.below) else {
+            return;
+        };
+        for k in 0..self.probe_slos.len() {
+            let s = self.probe_slos[k];
+            let cold: Vec<(Millis, Counts)> = self
+                .customer_buckets(s, c)
+                .into_iter()
+                .take_while(|(t, _)| *t < below)
+                .collect();
+            let mut days = DayFolder::new(&self.customers.get(c).zone);
+            let mut sums = Series::default();
+            for (t, v) in cold {
+                sums.add_bucket(days.day_of(t), v);
+            }
+            *self.slos[s].cold_days(c) = sums;
+        }
+    }
+
+    /// Sets where memory starts after a restore (everything stored is
+    /// durable).
+    pub(crate) fn restored_below(&mut self) -> Option<Millis> {
+        let b = self.hot_boundary()?;
+        let cold = self.cold.as_mut()?;
+        cold.below = b;
+        cold.durable.store(b, std::sync::atomic::Ordering::SeqCst);
+        Some(b)
+    }
+
+    /// Whether SLO `slo` keeps per-customer history in the store.
+    pub(crate) fn is_cold_slo(&self, slo: usize) -> bool {
+        self.cold.is_some() && self.probe_slos.contains(&slo)
+    }
+
+    /// A stored bucket start as the memory would hold it: folded into its
+    /// quarter hour behind the fine horizon, `None` behind retention.
+    fn as_compacted(&self, k: Millis) -> Option<Millis> {
+        let (fine, drop) = self.compacted;
+        let k = if k < fine {
+            k.div_euclid(buckets::COARSE) * buckets::COARSE
+        } else {
+            k
+        };
+        (k >= drop).then_some(k)
+    }
+
+    /// Counts of customer `c` for SLO `slo` in buckets starting in
+    /// [from, to): memory, and the store below the hot window.
+    pub(crate) fn customer_sum(
+        &self,
+        slo: usize,
+        c: CustomerIdx,
+        from: Millis,
+        to: Millis,
+    ) -> Counts {
+        let mut sum = self.slos[slo]
+            .by_customer
+            .get(c as usize)
+            .map(|s| s.sum(from, to))
+            .unwrap_or_default();
+        if let Some(cold) = self.cold.as_ref().filter(|_| self.is_cold_slo(slo)) {
+            let upto = to.min(cold.below);
+            if from < upto {
+                // Whole local days from their sums; the partial days at
+                // either end (none for a month) from the stored buckets.
+                let zone = &self.customers.get(c).zone;
+                let lo = next_day_start(zone, from.max(self.compacted.1));
+                let hi = day_start(zone, upto);
+                match self.slos[slo].cold_days.get(c as usize) {
+                    Some(days) if lo < hi => {
+                        sum.add(days.sum(lo, hi));
+                        sum.add(self.stored_sum(cold, slo, c, from, lo));
+                        sum.add(self.stored_sum(cold, slo, c, hi, upto));
+                    }
+                    _ => sum.add(self.stored_sum(cold, slo, c, from, upto)),
+                }
+            }
+        }
+        sum
+    }
+
+    /// Counts of customer `c` for SLO `slo` in stored buckets starting in
+    /// [from, to), read as the memory would hold them.
+    fn stored_sum(
+        &self,
+        cold: &Cold,
+        slo: usize,
+        c: CustomerIdx,
+        from: Millis,
+        to: Millis,
+    ) -> Counts {
+        let mut sum = Counts::default();
+        if from >= to {
+            return sum;
+        }
+        let name = &self.settings.slos[slo].name;
+        let id = &self.customers.get(c).id;
+        // A minute folds into a quarter hour that may start up to 15
+        // minutes before it: read that much further.
+        let read_to = to.saturating_add(buckets::COARSE);
+        cold.history
+            .buckets(name, id, from, read_to, &mut |k, v| {
+                if self.as_compacted(k).is_some_and(|k| from <= k && k < to) {
+                    sum.add(v);
+                }
+            })
+            .unwrap_or_else(|e| panic!("reading stored buckets of {id}: {e}"));
+        sum
+    }
+
+    /// Every bucket of customer `c` for SLO `slo`, memory and store, as
+    /// the memory would hold them.
+    fn customer_buckets(&self, slo: usize, c: CustomerIdx) -> Vec<(Millis, Counts)> {
+        let mut all: Vec<(Millis, Counts)> = Vec::new();
+        if let Some(cold) = self.cold.as_ref().filter(|_| self.is_cold_slo(slo)) {
+            let name = &self.settings.slos[slo].name;
+            let id = &self.customers.get(c).id;
+            cold.history
+                .buckets(name, id, Millis::MIN, cold.below, &mut |k, v| {
+                    if let Some(k) = self.as_compacted(k) {
+                        all.push((k, v));
+                    }
+                })
+                .unwrap_or_else(|e| panic!("reading stored buckets of {id}: {e}"));
+            all.sort_by_key(|(k, _)| *k);
+        }
+        if let Some(s) = self.slos[slo].by_customer.get(c as usize) {
+            all.extend(s.iter());
+        }
+        all
     }
 
     /// Makes the engine record what changed, for `take_dirty`.
@@ -662,9 +978,10 @@ impl Engine {
                 }
                 self.withdraw_moved(idx, from_group);
                 let to_group = self.customers.get(idx).group;
-                for st in &mut self.slos {
-                    let series = st.customer_series(idx).clone();
-                    for (k, v) in series.iter() {
+                for s in 0..self.slos.len() {
+                    let series = self.customer_buckets(s, idx);
+                    let st = &mut self.slos[s];
+                    for (k, v) in series {
                         st.group_series(from_group).add_bucket(
                             k,
                             Counts {
@@ -675,6 +992,8 @@ impl Engine {
                         st.group_series(to_group).add_bucket(k, v);
                     }
                 }
+                // Its zone may have changed: its days are other days.
+                self.rebuild_cold_days(idx);
                 self.recompute_items_of(idx);
             }
         }
@@ -684,12 +1003,9 @@ impl Engine {
     /// Customer `c` leaves group `from`: its counts and breaches there are
     /// withdrawn (they are counted again in its new group).
     fn withdraw_moved(&mut self, c: CustomerIdx, from: GroupIdx) {
-        for st in &mut self.slos {
-            let total = st
-                .by_customer
-                .get(c as usize)
-                .map(|s| s.sum(Millis::MIN, Millis::MAX))
-                .unwrap_or_default();
+        for s in 0..self.slos.len() {
+            let total = self.customer_sum(s, c, Millis::MIN, Millis::MAX);
+            let st = &mut self.slos[s];
             if !total.is_zero() {
                 st.withdraw(from, total);
             }
@@ -1176,6 +1492,14 @@ impl Engine {
     pub fn compact(&mut self) {
         let Some(w) = self.watermark else { return };
         let (fine_before, drop_before) = horizons(w);
+        self.compacted = (fine_before, drop_before);
+        // Days ending before retention are never read (a read starts at
+        // the first day starting at or after it).
+        for st in &mut self.slos {
+            for days in &mut st.cold_days {
+                days.forget_below(drop_before - 2 * crate::model::time::DAY);
+            }
+        }
         let since = self.compacted_below;
         self.compacted_below = fine_before;
         for k in 0..self.probe_slos.len() {

@@ -378,11 +378,7 @@ impl Engine {
         let st = &self.slos[slo];
         let mut c = Counts::default();
         match scope {
-            Scope::Customer(x) => {
-                if let Some(s) = st.by_customer.get(*x as usize) {
-                    c.add(s.sum(from, to));
-                }
-            }
+            Scope::Customer(x) => c.add(self.customer_sum(slo, *x, from, to)),
             Scope::Filter { segment, timezone } => {
                 for (g, group) in self.customers.groups().iter().enumerate() {
                     if segment.as_deref().is_some_and(|s| s != &*group.segment)
@@ -426,10 +422,8 @@ impl Engine {
                 if spans.is_empty() {
                     continue;
                 }
-                if let Some(s) = st.by_customer.get(cust as usize) {
-                    for (a, b) in spans.clip(from, to).spans() {
-                        c.sub(s.sum(*a, *b));
-                    }
+                for (a, b) in spans.clip(from, to).spans() {
+                    c.sub(self.customer_sum(slo, cust, *a, *b));
                 }
             }
         }

@@ -1713,9 +1713,50 @@ fn check(sc: &Scenario) -> Result<(), TestCaseError> {
         (sc.events.len(), sc.shuffled.len() - sc.events.len())
     );
 
+    // The same events with per-customer probe history leaving memory at
+    // every commit (a hot window of nothing but the current day), read
+    // back from the store.
+    let store = crate::store::MemStore::default();
+    let mut cold = engine();
+    cold.track_changes(true);
+    let shared: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(store.clone());
+    cold.keep_history_unchecked(
+        std::sync::Arc::new(crate::store::state::StoreHistory(shared)),
+        0,
+    );
+    for chunk in sc.events.chunks(5) {
+        feed(&mut cold, chunk);
+        cold.maybe_compact();
+        crate::store::Store::write(&store, crate::store::state::dirty_batch(&mut cold))
+            .expect("memory store");
+    }
+    crate::store::Store::write(&store, crate::store::state::dirty_batch(&mut cold))
+        .expect("memory store");
+    let in_memory: usize = cold
+        .slos
+        .iter()
+        .flat_map(|s| &s.by_customer)
+        .map(|s| s.len())
+        .sum();
+    let everywhere: usize = sorted
+        .slos
+        .iter()
+        .flat_map(|s| &s.by_customer)
+        .map(|s| s.len())
+        .sum();
+    prop_assert!(in_memory <= everywhere);
+
     for now in nows(sc, &model) {
         let expected = observe_model(&model, now, sc.day);
         let got = observe_engine(&sorted, &model, now, sc.day);
+        let got_cold = observe_engine(&cold, &model, now, sc.day);
+        let d = diff("cold", &got_cold, "sorted", &got);
+        prop_assert!(
+            d.is_empty(),
+            "now = {}: history read back from the store differs:\n{}",
+            format_rfc3339(now),
+            d.join("\n")
+        );
         let d = diff("engine", &got, "model", &expected);
         prop_assert!(
             d.is_empty(),

@@ -37,7 +37,33 @@ pub enum StoreError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
     pub ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Raised by the store once the batch is durable, never before.
+    pub durable: Option<DurableMark>,
 }
+
+/// A value a store raises a shared mark to (never lowers it) once the batch
+/// carrying it is durable: what the engine may then forget from memory.
+#[derive(Debug, Clone)]
+pub struct DurableMark {
+    pub mark: Arc<std::sync::atomic::AtomicI64>,
+    pub value: i64,
+}
+
+impl DurableMark {
+    /// The batch is durable.
+    pub fn raise(&self) {
+        self.mark
+            .fetch_max(self.value, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl PartialEq for DurableMark {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.mark, &other.mark) && self.value == other.value
+    }
+}
+
+impl Eq for DurableMark {}
 
 impl Batch {
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -62,6 +88,8 @@ pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// What `Store::for_each` calls with each entry.
 pub type EntryFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
+/// What `Store::for_each_from` calls with each entry: false stops.
+pub type RangeFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError> + 'a;
 
 pub trait Store: Send + Sync {
     /// Applies the batch atomically and durably (the write survives kill -9).
@@ -75,6 +103,21 @@ pub trait Store: Send + Sync {
     fn for_each(&self, prefix: &[u8], f: &mut EntryFn<'_>) -> Result<(), StoreError> {
         for (k, v) in self.scan(prefix)? {
             f(&k, &v)?;
+        }
+        Ok(())
+    }
+    /// Calls `f` with every (key, value) whose key starts with `prefix` and
+    /// is not below `from`, in key order, until `f` returns false.
+    fn for_each_from(
+        &self,
+        prefix: &[u8],
+        from: &[u8],
+        f: &mut RangeFn<'_>,
+    ) -> Result<(), StoreError> {
+        for (k, v) in self.scan(prefix)? {
+            if k.as_slice() >= from && !f(&k, &v)? {
+                break;
+            }
         }
         Ok(())
     }
@@ -105,6 +148,9 @@ impl Store for MemStore {
                 }
             }
         }
+        if let Some(d) = batch.durable {
+            d.raise();
+        }
         Ok(())
     }
 
@@ -126,6 +172,22 @@ impl Store for MemStore {
     }
 
     fn compact(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn for_each_from(
+        &self,
+        prefix: &[u8],
+        from: &[u8],
+        f: &mut RangeFn<'_>,
+    ) -> Result<(), StoreError> {
+        let m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let start = if from > prefix { from } else { prefix };
+        for (k, v) in m.range(start.to_vec()..) {
+            if !k.starts_with(prefix) || !f(k, v)? {
+                break;
+            }
+        }
         Ok(())
     }
 }
@@ -165,6 +227,31 @@ pub(crate) mod conformance {
         );
         assert_eq!(store.get(b"a/1").expect("get"), None);
         assert_eq!(store.scan(b"c/").expect("scan"), vec![]);
+        // Streamed: the same entries, from a key on, until told to stop.
+        let mut seen = Vec::new();
+        store
+            .for_each(b"a/", &mut |k, v| {
+                seen.push((k.to_vec(), v.to_vec()));
+                Ok(())
+            })
+            .expect("for_each");
+        assert_eq!(seen, store.scan(b"a/").expect("scan"));
+        let mut from = Vec::new();
+        store
+            .for_each_from(b"a/", b"a/25", &mut |k, _| {
+                from.push(k.to_vec());
+                Ok(true)
+            })
+            .expect("for_each_from");
+        assert_eq!(from, vec![b"a/3".to_vec()]);
+        let mut first = Vec::new();
+        store
+            .for_each_from(b"", b"a/", &mut |k, _| {
+                first.push(k.to_vec());
+                Ok(first.len() < 2)
+            })
+            .expect("for_each_from");
+        assert_eq!(first, vec![b"a/2".to_vec(), b"a/3".to_vec()]);
         // Later ops in one batch win over earlier ones on the same key.
         let mut b = Batch::default();
         b.put(b"k".to_vec(), b"1".to_vec());

@@ -104,7 +104,7 @@ impl RocksStore {
 impl Store for RocksStore {
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
-        for (k, v) in batch.ops {
+        for (k, v) in &batch.ops {
             match v {
                 Some(v) => wb.put(k, v),
                 None => wb.delete(k),
@@ -114,7 +114,11 @@ impl Store for RocksStore {
         // across kill -9 and power loss.
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(wb, &wo).map_err(|e| self.err(e))
+        self.db.write_opt(wb, &wo).map_err(|e| self.err(e))?;
+        if let Some(d) = batch.durable {
+            d.raise();
+        }
+        Ok(())
     }
 
     fn scan(&self, prefix: &[u8]) -> Result<super::Entries, StoreError> {
@@ -148,6 +152,23 @@ impl Store for RocksStore {
                 break;
             }
             f(k, v)?;
+            it.next();
+        }
+        it.status().map_err(|e| self.err(e))
+    }
+
+    fn for_each_from(
+        &self,
+        prefix: &[u8],
+        from: &[u8],
+        f: &mut super::RangeFn<'_>,
+    ) -> Result<(), StoreError> {
+        let mut it = self.db.raw_iterator();
+        it.seek(if from > prefix { from } else { prefix });
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(prefix) || !f(k, v)? {
+                break;
+            }
             it.next();
         }
         it.status().map_err(|e| self.err(e))

@@ -39,6 +39,8 @@
 //! an empty store, migrates a version 1 or 2 store in one atomic batch, and
 //! refuses a version it does not know.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Batch, Store, StoreError};
@@ -461,10 +463,64 @@ pub fn alerts<T: for<'de> Deserialize<'de>>(
     Ok(out)
 }
 
-/// Encodes everything that changed in `engine` since the last call.
+/// The probe buckets of the store, read back by the engine once they left
+/// memory.
+pub struct StoreHistory(pub Arc<dyn Store>);
+
+impl crate::engine::History for StoreHistory {
+    fn buckets(
+        &self,
+        slo: &str,
+        customer: &str,
+        from: Millis,
+        to: Millis,
+        f: &mut dyn FnMut(Millis, Counts),
+    ) -> Result<(), String> {
+        if from >= to {
+            return Ok(());
+        }
+        let prefix = bucket_key(slo, customer, 0);
+        let prefix = &prefix[..prefix.len() - 8];
+        // Starts are big-endian two's complement: from 0 on they sort in
+        // time order, negative ones (before 1970) after them.
+        let seek = bucket_key(slo, customer, from.max(0));
+        let mut each = |k: &[u8], v: &[u8]| -> Result<bool, StoreError> {
+            let start: [u8; 8] = k[prefix.len()..]
+                .try_into()
+                .map_err(|_| corrupt(k, "bucket key of the wrong size"))?;
+            let start = i64::from_be_bytes(start);
+            if start >= 0 && start >= to && from >= 0 {
+                return Ok(false);
+            }
+            if from <= start && start < to {
+                let (good, bad): (i64, i64) = decode(k, v)?;
+                f(start, Counts { good, bad });
+            }
+            Ok(true)
+        };
+        let r = if from >= 0 {
+            self.0.for_each_from(prefix, &seek, &mut each)
+        } else {
+            self.0.for_each_from(prefix, prefix, &mut each)
+        };
+        r.map_err(|e| e.to_string())
+    }
+}
+
+/// Encodes everything that changed in `engine` since the last call, then
+/// lets the engine forget what an earlier durable commit holds for good.
 pub fn dirty_batch(engine: &mut Engine) -> Batch {
+    let b = changes_batch(engine);
+    engine.forget_durable();
+    b
+}
+
+fn changes_batch(engine: &mut Engine) -> Batch {
     let dirty = engine.take_dirty();
-    let mut b = Batch::default();
+    let mut b = Batch {
+        durable: engine.durable_mark(),
+        ..Batch::default()
+    };
     if dirty.watermark {
         if let Some(w) = engine.watermark {
             b.put(WATERMARK.to_vec(), w.to_be_bytes().to_vec());
@@ -745,11 +801,30 @@ where
 /// Runs [`prepare`] first: a store of an older layout is migrated, one of a
 /// newer layout refused.
 pub fn restore(cfg: &Config, store: &dyn Store) -> Result<Engine, StoreError> {
-    restore_at(cfg, store, crate::model::time::WallClock.now())
+    restore_at(cfg, store, crate::model::time::WallClock.now(), None)
 }
 
-/// [`restore`] with the start instant given.
-pub fn restore_at(cfg: &Config, store: &dyn Store, start: Millis) -> Result<Engine, StoreError> {
+/// [`restore`] keeping in memory only the hot window of per-customer probe
+/// buckets (`state.hot_window`); older ones are read from `store` when a
+/// query needs them.
+pub fn restore_shared(cfg: &Config, store: Arc<dyn Store>) -> Result<Engine, StoreError> {
+    let history: Arc<dyn crate::engine::History> = Arc::new(StoreHistory(store.clone()));
+    restore_at(
+        cfg,
+        store.as_ref(),
+        crate::model::time::WallClock.now(),
+        Some(history),
+    )
+}
+
+/// [`restore`] with the start instant given, and where history behind the
+/// hot window is read (all of it stays in memory without).
+pub fn restore_at(
+    cfg: &Config,
+    store: &dyn Store,
+    start: Millis,
+    history: Option<Arc<dyn crate::engine::History>>,
+) -> Result<Engine, StoreError> {
     let prepared = prepare(store)?;
     if prepared.migrated > 0 || !prepared.unreadable.is_empty() {
         tracing::info!(
@@ -771,6 +846,16 @@ pub fn restore_at(cfg: &Config, store: &dyn Store, start: Millis) -> Result<Engi
     if let Some(v) = store.get(WATERMARK)? {
         e.watermark = Some(i64_of(WATERMARK, &v)?);
     }
+    if let Some(h) = history {
+        e.keep_history_in(h, cfg.state.hot_window);
+    }
+    let cold_below = e.restored_below();
+    // Stored buckets behind retention are gone for the engine that wrote
+    // them too (it had them in memory and dropped them).
+    let retained_from = e
+        .watermark
+        .map_or(Millis::MIN, |w| crate::engine::horizons(w).1);
+    let mut days: Option<(usize, u32, crate::engine::DayFolder)> = None;
     // Forget at once what the engine that wrote the state had forgotten.
     e.prune_dedup();
     store.for_each(b"d", &mut |k, v| {
@@ -805,8 +890,29 @@ pub fn restore_at(cfg: &Config, store: &dyn Store, start: Millis) -> Result<Engi
         let (good, bad): (i64, i64) = decode(k, v)?;
         let delta = Counts { good, bad };
         let g = e.customers.get(c).group;
+        let cold = e.is_cold_slo(s) && cold_below.is_some_and(|b| start < b);
+        if cold && start < retained_from {
+            return Ok(());
+        }
+        if cold {
+            // Keys come in (slo, customer, start) order: the day found for
+            // the previous key is mostly this one's.
+            if days.as_ref().is_none_or(|(x, y, _)| (*x, *y) != (s, c)) {
+                days = Some((
+                    s,
+                    c,
+                    crate::engine::DayFolder::new(&e.customers.get(c).zone),
+                ));
+            }
+            if let Some((_, _, folder)) = days.as_mut() {
+                let day = folder.day_of(start);
+                e.slos[s].cold_days(c).add_bucket(day, delta);
+            }
+        }
         let st = &mut e.slos[s];
-        st.customer_series(c).add_bucket(start, delta);
+        if !cold {
+            st.customer_series(c).add_bucket(start, delta);
+        }
         st.group_series(g).add_bucket(start, delta);
         Ok(())
     })?;
@@ -822,6 +928,9 @@ pub fn restore_at(cfg: &Config, store: &dyn Store, start: Millis) -> Result<Engi
     e.recompute_all();
     e.take_dirty();
     e.track_changes(true);
+    // Folded and dropped as the engine that wrote the state had them (the
+    // changes go with the next commit).
+    e.maybe_compact();
     Ok(e)
 }
 

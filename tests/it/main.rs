@@ -11,6 +11,7 @@ mod dashboards;
 mod deploy;
 mod golden;
 mod history;
+mod hotwindow;
 mod input;
 mod kafka;
 mod liveness;
