@@ -54,8 +54,9 @@ pub fn write_lines(path: &Path, lines: &[String]) {
 /// Replays `input` into the state at `cfg.state.path`, then returns the
 /// restored engine (so what is answered is what was persisted).
 pub fn replay_into(cfg: &Config, input: &Path) -> Engine {
-    let store = RocksStore::open(&cfg.state.path).expect("open state");
-    let engine = RwLock::new(state::restore(cfg, &store).expect("restore"));
+    let store: Arc<dyn slastream::store::Store> =
+        Arc::new(RocksStore::open(&cfg.state.path).expect("open state"));
+    let engine = RwLock::new(state::restore_shared(cfg, store.clone()).expect("restore"));
     let opts = ReplayOptions {
         input: input.to_path_buf(),
         then_serve: false,
@@ -63,17 +64,26 @@ pub fn replay_into(cfg: &Config, input: &Path) -> Engine {
         alerts: false,
     };
     let clock = ManualClock::new(golden_now());
-    replay_file(&opts, &engine, &store, &clock, &CancellationToken::new()).expect("replay");
+    replay_file(
+        &opts,
+        &engine,
+        store.as_ref(),
+        &clock,
+        &CancellationToken::new(),
+    )
+    .expect("replay");
     drop(engine);
     drop(store);
     restore(cfg)
 }
 
+/// The engine `slastream` restores from the state at `cfg.state.path`
+/// (history behind the hot window read from there: the store stays open
+/// while the engine lives).
 pub fn restore(cfg: &Config) -> Engine {
-    let store = RocksStore::open(&cfg.state.path).expect("open state");
-    let e = state::restore(cfg, &store).expect("restore");
-    drop(store);
-    e
+    let store: Arc<dyn slastream::store::Store> =
+        Arc::new(RocksStore::open(&cfg.state.path).expect("open state"));
+    state::restore_shared(cfg, store).expect("restore")
 }
 
 pub fn app(engine: Engine, now: Millis, token: &str) -> axum::Router {
