@@ -61,4 +61,16 @@ fn main() {
         "bare consumer: {n} messages in {secs:.2}s = {:.0} msg/s, {gaps} offset gaps",
         n as f64 / secs
     );
+    // Where each partition ended, next to the watermarks the broker reports:
+    // a high watermark below the next offset read means it lags the log.
+    let mut ends: Vec<_> = next.into_iter().collect();
+    ends.sort();
+    for ((topic, partition), next) in ends {
+        match consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)) {
+            Ok((low, high)) => {
+                println!("{topic}/{partition}: read to {next}, watermarks {low}..{high}")
+            }
+            Err(e) => println!("{topic}/{partition}: read to {next}, watermarks unknown: {e}"),
+        }
+    }
 }
