@@ -440,13 +440,17 @@ pub fn apply_lanes(
     loop {
         let mut progress = false;
         for i in 0..lanes.len() {
+            if lanes[i].buf.is_empty() {
+                continue;
+            }
+            // Only lane `i` moves while its messages are applied: the
+            // others' frontiers, and so its limit, stay as they are.
+            let max = limit(lanes, i, gate.slack, now);
+            let held = |t: Millis| t <= future && max.is_some_and(|max| t > max);
             while let Some(head) = lanes[i].buf.front() {
                 if done.messages as usize >= gate.max_messages || done.bytes >= gate.max_bytes {
                     return done;
                 }
-                let held = |t: Millis| {
-                    t <= future && limit(lanes, i, gate.slack, now).is_some_and(|max| t > max)
-                };
                 // A waiting head is not decoded again while it still waits.
                 if let Some((o, t)) = lanes[i].head {
                     if o == head.offset && held(t) {

@@ -1,13 +1,22 @@
 //! The consumer loop of `slastream run`.
 //!
-//! One thread owns a `BaseConsumer` and alternates two steps: read the
-//! partition queues for up to `BATCH_WAIT` (or `BATCH_EVENTS` messages,
-//! `BATCH_BYTES` bytes), then apply them in event-time step (`align`) and
-//! write one store batch holding the state they produced, the next offset of
-//! every partition they came from, and their dead letters. Rebalance
-//! callbacks (`rebalance`) run inside `poll`, so whenever one runs,
-//! everything applied is already persisted: a revoke needs no flush, and an
-//! assignment seeks every partition to the offset stored beside the state.
+//! One thread owns a `BaseConsumer`: each turn it reads what the partition
+//! queues hold (up to `BATCH_EVENTS` messages or `BATCH_BYTES` bytes,
+//! waiting only when the last turn did nothing) and applies it in
+//! event-time step (`align`). Every `state.commit_interval` (or sooner, once
+//! `COMMIT_MAX_EVENTS` accepted events wait) it submits one commit to the
+//! writer stage (`store::writer`), which writes and syncs it on its own
+//! thread while applying goes on: the state applied since the last commit,
+//! the next offset of every partition it came from, and its dead-letter
+//! outbox rows, in one atomic batch.
+//!
+//! What a commit holds is acknowledged only once it is durable: its dead
+//! letters are published, Kafka's committed offsets (for lag tooling) move,
+//! the alert loop is woken. Rebalance callbacks (`rebalance`) run only
+//! inside the group poll, which happens only when everything applied has
+//! been submitted; the callback then waits at a flush barrier until it is
+//! durable, so partitions move, and assignments seek to the offsets stored
+//! beside the state, only with state and offsets on disk in step.
 //!
 //! A message whose offset is below the partition's next stored offset was
 //! already applied (a copy fetched before a rebalance) and is skipped; that
@@ -42,11 +51,11 @@ use crate::model::time::{Clock, HOUR, SECOND};
 use crate::store::writer::{Commit, OnDurable, Writer};
 use crate::store::{state, Store};
 
-/// Messages applied between two store batches, at most.
+/// Messages read, and applied under one engine lock, per turn, at most.
 pub const BATCH_EVENTS: usize = 4096;
-/// Bytes of messages applied between two store batches, about at most.
+/// Bytes of messages read, and applied, per turn, about at most.
 pub const BATCH_BYTES: usize = 16 << 20;
-/// How long a batch may wait to fill up.
+/// How long an idle turn waits for messages.
 const BATCH_WAIT: Duration = Duration::from_millis(100);
 /// How long start-up waits for dead letters left from before a crash.
 const DEAD_LETTER_WAIT: Duration = Duration::from_secs(5);
@@ -81,9 +90,9 @@ pub struct ConsumerEnv<'a> {
     /// until caught up again, and while no broker is reachable.
     pub caught_up: Arc<AtomicBool>,
     pub lag: Arc<KafkaLag>,
-    /// Where batch durations are observed (`decode_apply`, `persist`).
+    /// Where turn and commit durations are observed (`decode_apply`, `persist`).
     pub metrics: Option<Arc<crate::export::PipelineMetrics>>,
-    /// Notified after every persisted batch (the alert loop evaluates then).
+    /// Notified after every durable commit (the alert loop evaluates then).
     pub batch_done: Option<Arc<tokio::sync::Notify>>,
 }
 

@@ -406,9 +406,10 @@ async fn sigkill_loop_loses_and_doubles_nothing() {
     let k = kafka_cfg(&broker.addr());
     broker.create_topics(&k);
     // Two weeks of generated traffic for the shipped config (~240 k events):
-    // a backlog of a fifth of it, the rest published while the consumer is
-    // killed and restarted (about 2,000 events/s, a hundred seconds), so the
-    // kills land while it consumes however fast it drains.
+    // a fifth of it as a backlog, the rest in ten parts, each published over
+    // eight seconds while one run consumes it, so every kill lands while the
+    // consumer reads (a backlog or a live stream) however fast it drains,
+    // and the input cannot all be consumed before the tenth kill.
     let cfg = shipped_config(dir.path());
     let input = dir.path().join("events.ndjson");
     let all = crate::common::sample_lines(&cfg, 0.2, 14, 11);
@@ -419,7 +420,7 @@ async fn sigkill_loop_loses_and_doubles_nothing() {
     let head = dir.path().join("backlog.ndjson");
     crate::common::write_lines(&head, backlog);
     publish_ndjson(&k, &head).expect("publish");
-    let producer = publish_paced(&k, live.to_vec(), 1000, Duration::from_millis(500));
+    let mut parts = live.chunks(live.len().div_ceil(10));
 
     let state = dir.path().join("state");
     let log = dir.path().join("run.log");
@@ -427,6 +428,9 @@ async fn sigkill_loop_loses_and_doubles_nothing() {
     let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
     let mut kills = 0;
     while kills < 10 {
+        let part = parts.next().unwrap_or_default().to_vec();
+        let n = part.len();
+        let producer = publish_paced(&k, part, n / 40 + 1, Duration::from_millis(200));
         let p = Pipeline::start(&broker.addr(), &state, &log);
         // Wait until it consumes, then kill it at a random moment: before,
         // during or after a commit (one a second).
@@ -434,6 +438,7 @@ async fn sigkill_loop_loses_and_doubles_nothing() {
         std::thread::sleep(Duration::from_millis(rng.random_range(0..2500)));
         p.kill9();
         kills += 1;
+        assert_eq!(producer.join().expect("producer"), n as u64);
         let now = stored_positions(&state);
         for (tp, off) in &last {
             let n = now.get(tp).copied().unwrap_or(-1);
@@ -452,8 +457,6 @@ async fn sigkill_loop_loses_and_doubles_nothing() {
         last.values().sum::<i64>() > 0,
         "no kill came after a commit: nothing was persisted"
     );
-    let published = producer.join().expect("producer");
-    assert_eq!(published, live.len() as u64);
     let done: u64 = last.values().sum::<i64>() as u64;
     resume_to_the_end_and_compare(&broker, dir.path(), &state, &input, lines, done).await;
 }
