@@ -995,12 +995,15 @@ async fn run_on_failing_store(broker: &str, state: &Path, fail_at: u32, panic: b
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_store_ends_the_process_and_a_restart_resumes_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (broker, input, lines) = published_workload(dir.path(), 0.1, 5);
+    // ~240 k events: a commit holds at most 65,536 accepted events (or a
+    // second's worth), so each run below persists one commit, or none, and
+    // fails well before the end of the input.
+    let (broker, input, lines) = published_workload(dir.path(), 0.2, 5);
     let state = dir.path().join("state");
 
-    let why = run_on_failing_store(&broker.addr(), &state, 4, false).await;
+    let why = run_on_failing_store(&broker.addr(), &state, 2, false).await;
     assert!(why.contains("injected write failure"), "{why}");
-    let why = run_on_failing_store(&broker.addr(), &state, 7, true).await;
+    let why = run_on_failing_store(&broker.addr(), &state, 2, true).await;
     assert!(why.contains("panicked"), "{why}");
     let done: u64 = stored_positions(&state).values().sum::<i64>() as u64;
     assert!(
