@@ -328,19 +328,35 @@ impl Member {
             return;
         }
         self.watermarks_at = Some(Instant::now());
-        for i in 0..self.lanes.len() {
-            if shutdown.is_cancelled() {
-                return;
-            }
-            if !self.lanes[i].needs_target() {
-                continue;
-            }
+        if shutdown.is_cancelled() {
+            return;
+        }
+        // One request per partition, all at once: each takes a round trip
+        // or more, and nothing is read while they run.
+        let wanted: Vec<usize> = (0..self.lanes.len())
+            .filter(|i| self.lanes[*i].needs_target())
+            .collect();
+        let consumer = &self.consumer;
+        let lanes = &self.lanes;
+        let answers: Vec<_> = std::thread::scope(|s| {
+            let asked: Vec<_> = wanted
+                .iter()
+                .map(|&i| {
+                    let (topic, partition) = (&lanes[i].topic, lanes[i].partition);
+                    s.spawn(move || consumer.fetch_watermarks(topic, partition, METADATA_TIMEOUT))
+                })
+                .collect();
+            asked
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        for (i, answer) in wanted.into_iter().zip(answers) {
             let (topic, partition) = (self.lanes[i].topic.clone(), self.lanes[i].partition);
-            let (low, high) = match self.consumer.fetch_watermarks(
-                &topic,
-                partition,
-                METADATA_TIMEOUT,
-            ) {
+            let (low, high) = match answer {
                 Ok(w) => w,
                 Err(e) => {
                     tracing::warn!(error = %e, %topic, partition, "cannot read watermarks; retrying");
