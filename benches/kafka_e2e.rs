@@ -2,7 +2,9 @@
 //! into RocksDB (`slastream run`), next to a bare rdkafka consumer that only
 //! counts the same messages from the same broker, in the same run; and the
 //! peak RSS of `slastream run` when the whole backlog is in the topics before
-//! it starts.
+//! it starts. Both rates are given from the first message to the last (how
+//! fast a backlog is read) and overall (start-up, group join included), and
+//! so is their ratio.
 //!
 //! `cargo bench --bench kafka_e2e` (needs tansu: `scripts/test.sh` installs
 //! it). `E2E_EVENTS` sets the backlog size (default 2,000,000).
