@@ -19,13 +19,24 @@ fn main() {
             "sla.probes".into(),
         ];
     }
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &brokers)
         .set("group.id", format!("bare-{}", std::process::id()))
         .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
+        .set("auto.offset.reset", "earliest");
+    // `BARE_SETTINGS="key=value,key=value"`: more librdkafka settings, to
+    // compare their effect with the defaults.
+    for kv in std::env::var("BARE_SETTINGS")
+        .unwrap_or_default()
+        .split(',')
+    {
+        if let Some((k, v)) = kv.split_once('=') {
+            config.set(k.trim(), v.trim());
+        }
+    }
+    let created = Instant::now();
+    let consumer: BaseConsumer = config.create().expect("consumer");
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&refs).expect("subscribe");
     let mut n = 0u64;
@@ -53,6 +64,10 @@ fn main() {
             None => {}
         }
     }
+    println!(
+        "first message {:.2}s after start",
+        start.map_or(0.0, |s| s.duration_since(created).as_secs_f64())
+    );
     let secs = last
         .duration_since(start.unwrap_or(last))
         .as_secs_f64()
@@ -61,4 +76,16 @@ fn main() {
         "bare consumer: {n} messages in {secs:.2}s = {:.0} msg/s, {gaps} offset gaps",
         n as f64 / secs
     );
+    // Where each partition ended, next to the watermarks the broker reports:
+    // a high watermark below the next offset read means it lags the log.
+    let mut ends: Vec<_> = next.into_iter().collect();
+    ends.sort();
+    for ((topic, partition), next) in ends {
+        match consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)) {
+            Ok((low, high)) => {
+                println!("{topic}/{partition}: read to {next}, watermarks {low}..{high}")
+            }
+            Err(e) => println!("{topic}/{partition}: read to {next}, watermarks unknown: {e}"),
+        }
+    }
 }

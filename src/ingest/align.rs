@@ -27,6 +27,12 @@ pub const IDLE_AFTER: Duration = Duration::from_secs(2);
 pub const RESYNC_STEP: i64 = 512;
 /// Corrective fetches before a lane accepts the first offset it gets.
 pub const MAX_RESEEKS: u32 = 5;
+/// How long a lane positioned beyond the high watermark the broker reported
+/// may receive nothing before it fetches from earlier (some brokers answer a
+/// fetch from inside their last record batch with nothing), and how long,
+/// once it read from earlier, the log may end below its position before the
+/// topic counts as recreated.
+pub const RESYNC_WAIT: Duration = Duration::from_secs(1);
 /// Messages a lane may hold before its queue is no longer read.
 pub const LANE_BUFFER: usize = 2048;
 /// Bytes a lane may hold before its queue is no longer read.
@@ -81,8 +87,16 @@ pub struct Lane {
     /// Messages skipped because they no longer exist, not yet counted.
     skipped: u64,
     /// The stored position was beyond the high watermark at assignment:
-    /// the first message tells whether the topic was recreated.
+    /// the first message tells whether the broker restarted the partition
+    /// below it (the topic was recreated).
     beyond_end: bool,
+    /// Same, kept until the position is found: if nothing comes, the lane
+    /// fetches from earlier (`check_stalled`).
+    past_watermark: bool,
+    /// When the lane was last (re)positioned.
+    positioned_at: Instant,
+    /// The highest offset below the position delivered while finding it.
+    max_below: Option<i64>,
     /// High watermark observed at assignment, until reached.
     target: Option<i64>,
     reached: bool,
@@ -111,6 +125,9 @@ impl Lane {
             reseek: None,
             skipped: 0,
             beyond_end: false,
+            past_watermark: false,
+            positioned_at: now,
+            max_below: None,
             target: None,
             reached: false,
         };
@@ -146,11 +163,7 @@ impl Lane {
                     "the stored offset is beyond the end of the partition and the broker \
                      restarted it below: the topic was recreated; reading it from the beginning"
                 );
-                self.resync = None;
-                self.fetched_next = None;
-                self.next = None;
-                self.target = None;
-                self.reached = false;
+                self.forget_position();
             }
         }
         if let Some(target) = self.resync {
@@ -159,26 +172,17 @@ impl Lane {
             if offset < target {
                 // Before the position: already applied or buffered.
                 self.seen_before = true;
+                self.max_below = self.max_below.max(Some(offset));
                 return;
             }
             if offset > target && !self.seen_before {
                 if self.reseek.is_some() {
                     return; // a corrective fetch is already asked for
                 }
-                if self.reseeks < MAX_RESEEKS && !self.last_seek_beginning {
-                    // The broker answered a fetch from the middle of a record
-                    // batch with the next batch (some brokers do): start
-                    // earlier and skip forward, so nothing between is lost.
-                    let from = target - self.step;
-                    let seek = if from <= 0 {
-                        Seek::Beginning
-                    } else {
-                        Seek::Offset(from)
-                    };
-                    self.last_seek_beginning = seek == Seek::Beginning;
-                    self.reseek = Some(seek);
-                    self.step = self.step.saturating_mul(4);
-                    self.reseeks += 1;
+                // The broker answered a fetch from the middle of a record
+                // batch with the next batch (some brokers do): start
+                // earlier and skip forward, so nothing between is lost.
+                if self.fetch_earlier(target, now) {
                     tracing::debug!(topic = %self.topic, partition = self.partition, target, got = offset, "fetch skipped ahead; fetching from earlier");
                     return;
                 }
@@ -197,6 +201,7 @@ impl Lane {
                 self.skipped += gap as u64;
             }
             self.resync = None;
+            self.past_watermark = false;
         }
         if self.fetched_next.is_some_and(|n| offset < n) {
             return;
@@ -211,11 +216,89 @@ impl Lane {
         });
     }
 
+    /// The topic was recreated: the partition is read again from its
+    /// beginning, as a new one.
+    fn forget_position(&mut self) {
+        self.resync = None;
+        self.fetched_next = None;
+        self.next = None;
+        self.target = None;
+        self.reached = false;
+        self.past_watermark = false;
+    }
+
+    /// Asks for a corrective fetch from before the position (`step` further
+    /// back each time, at most `MAX_RESEEKS` times). False when none is left.
+    fn fetch_earlier(&mut self, target: i64, now: Instant) -> bool {
+        if self.reseeks >= MAX_RESEEKS || self.last_seek_beginning {
+            return false;
+        }
+        let from = target - self.step;
+        let seek = if from <= 0 {
+            Seek::Beginning
+        } else {
+            Seek::Offset(from)
+        };
+        self.last_seek_beginning = seek == Seek::Beginning;
+        self.reseek = Some(seek);
+        self.step = self.step.saturating_mul(4);
+        self.reseeks += 1;
+        self.positioned_at = now;
+        true
+    }
+
+    /// A lane positioned beyond the high watermark the broker reported that
+    /// still has not found its position after `RESYNC_WAIT`: with nothing
+    /// delivered, it fetches from earlier (a broker whose watermark lags
+    /// answers a fetch from inside its last record batch with nothing);
+    /// when reading from earlier delivered only offsets well below the
+    /// position and then nothing more, the log ends below it: the topic was
+    /// recreated and is read from its beginning. Call it every turn.
+    pub fn check_stalled(&mut self, now: Instant) {
+        let Some(target) = self.resync else {
+            return;
+        };
+        if !self.past_watermark
+            || self.reseek.is_some()
+            || now.saturating_duration_since(self.positioned_at) < RESYNC_WAIT
+            || now.saturating_duration_since(self.last_event) < RESYNC_WAIT
+        {
+            return;
+        }
+        if !self.seen_before {
+            if self.fetch_earlier(target, now) {
+                tracing::debug!(topic = %self.topic, partition = self.partition, target, "nothing delivered beyond the high watermark; fetching from earlier");
+            }
+            return;
+        }
+        // The last offset in the log is `max_below`: one below the position
+        // is where a lane that read everything stands, anything lower means
+        // the log now ends before what was applied.
+        if self.max_below.is_some_and(|m| m + 1 < target) {
+            tracing::error!(
+                topic = %self.topic,
+                partition = self.partition,
+                stored = target,
+                log_end = self.max_below.map_or(0, |m| m + 1),
+                "the stored offset is beyond the end of the partition, which stays below it: \
+                 the topic was recreated; reading it from the beginning"
+            );
+            self.forget_position();
+            self.restart_at(None, now);
+            self.reseek = Some(Seek::Beginning);
+        } else {
+            // It read everything: nothing more to find until new messages.
+            self.past_watermark = false;
+        }
+    }
+
     /// Expects the partition to be read from `target` on: messages before it
     /// are skipped, and a first message after it means the fetch skipped some.
     pub fn expect_from(&mut self, target: Option<i64>, now: Instant) {
         // A partition just positioned is expected to deliver soon.
         self.last_event = now;
+        self.positioned_at = now;
+        self.max_below = None;
         self.resync = target.filter(|t| *t > 0);
         self.seen_before = false;
         self.step = RESYNC_STEP;
@@ -273,6 +356,7 @@ impl Lane {
     /// position itself, and nothing changes.)
     pub fn suspect_beyond_end(&mut self) {
         self.beyond_end = true;
+        self.past_watermark = self.resync.is_some();
     }
 
     /// Whether its watermarks are still to be read.
@@ -356,13 +440,17 @@ pub fn apply_lanes(
     loop {
         let mut progress = false;
         for i in 0..lanes.len() {
+            if lanes[i].buf.is_empty() {
+                continue;
+            }
+            // Only lane `i` moves while its messages are applied: the
+            // others' frontiers, and so its limit, stay as they are.
+            let max = limit(lanes, i, gate.slack, now);
+            let held = |t: Millis| t <= future && max.is_some_and(|max| t > max);
             while let Some(head) = lanes[i].buf.front() {
                 if done.messages as usize >= gate.max_messages || done.bytes >= gate.max_bytes {
                     return done;
                 }
-                let held = |t: Millis| {
-                    t <= future && limit(lanes, i, gate.slack, now).is_some_and(|max| t > max)
-                };
                 // A waiting head is not decoded again while it still waits.
                 if let Some((o, t)) = lanes[i].head {
                     if o == head.offset && held(t) {
@@ -642,5 +730,77 @@ mod tests {
         assert_eq!(l.buffered(), 0);
         l.push(10, None, b"x", t0);
         assert_eq!(l.buffered(), 1, "the discarded offsets are taken again");
+    }
+
+    #[test]
+    fn a_lane_beyond_a_lagging_watermark_that_gets_nothing_fetches_from_earlier() {
+        let t0 = Instant::now();
+        // Stored 1000, the broker reported a high watermark below it, and a
+        // fetch from 1000 (inside the last record batch) returns nothing.
+        let mut l = Lane::new("a", 0, Some(1000), t0);
+        l.suspect_beyond_end();
+        l.check_stalled(t0 + RESYNC_WAIT / 2);
+        assert_eq!(l.take_reseek(), None, "not before RESYNC_WAIT");
+        let t1 = t0 + RESYNC_WAIT;
+        l.check_stalled(t1);
+        assert_eq!(l.take_reseek(), Some(Seek::Offset(1000 - RESYNC_STEP)));
+        // The batch from earlier holds the position and what follows.
+        for o in 900..1003 {
+            l.push(o, None, b"x", t1);
+        }
+        assert_eq!(l.buffered(), 3, "1000..1003, nothing applied twice");
+        assert_eq!(l.next, Some(1000), "not taken for a recreated topic");
+        l.check_stalled(t1 + RESYNC_WAIT * 3);
+        assert_eq!(l.take_reseek(), None);
+    }
+
+    #[test]
+    fn a_lane_that_read_everything_beyond_a_lagging_watermark_stays_put() {
+        let t0 = Instant::now();
+        let mut l = Lane::new("a", 0, Some(1000), t0);
+        l.suspect_beyond_end();
+        let t1 = t0 + RESYNC_WAIT;
+        l.check_stalled(t1);
+        assert!(l.take_reseek().is_some());
+        // The log ends right at the position: everything was applied.
+        for o in 600..1000 {
+            l.push(o, None, b"x", t1);
+        }
+        let t2 = t1 + RESYNC_WAIT;
+        l.check_stalled(t2);
+        assert_eq!(l.take_reseek(), None);
+        assert_eq!(l.next, Some(1000));
+        assert_eq!(l.buffered(), 0);
+        // New messages are taken from the position on.
+        l.push(1000, None, b"x", t2);
+        assert_eq!(l.buffered(), 1);
+    }
+
+    #[test]
+    fn a_partition_that_ends_well_below_the_stored_offset_was_recreated() {
+        let t0 = Instant::now();
+        // A broker that answers a fetch past its end with nothing (no
+        // offset-out-of-range): stored 1000, the new topic holds 0..30.
+        let mut l = Lane::new("a", 0, Some(1000), t0);
+        l.suspect_beyond_end();
+        let mut t = t0;
+        let mut seeks = Vec::new();
+        while seeks.last() != Some(&Seek::Beginning) {
+            t += RESYNC_WAIT;
+            l.check_stalled(t);
+            seeks.push(l.take_reseek().expect("a fetch from earlier"));
+        }
+        for o in 0..30 {
+            l.push(o, None, b"x", t);
+        }
+        assert_eq!(l.buffered(), 0, "below the stored offset: skipped for now");
+        t += RESYNC_WAIT;
+        l.check_stalled(t);
+        assert_eq!(l.take_reseek(), Some(Seek::Beginning));
+        assert_eq!(l.next, None);
+        for o in 0..30 {
+            l.push(o, None, b"x", t);
+        }
+        assert_eq!(l.buffered(), 30, "read again as a new partition");
     }
 }

@@ -1,13 +1,22 @@
 //! The consumer loop of `slastream run`.
 //!
-//! One thread owns a `BaseConsumer` and alternates two steps: read the
-//! partition queues for up to `BATCH_WAIT` (or `BATCH_EVENTS` messages,
-//! `BATCH_BYTES` bytes), then apply them in event-time step (`align`) and
-//! write one store batch holding the state they produced, the next offset of
-//! every partition they came from, and their dead letters. Rebalance
-//! callbacks (`rebalance`) run inside `poll`, so whenever one runs,
-//! everything applied is already persisted: a revoke needs no flush, and an
-//! assignment seeks every partition to the offset stored beside the state.
+//! One thread owns a `BaseConsumer`: each turn it reads what the partition
+//! queues hold (up to `BATCH_EVENTS` messages or `BATCH_BYTES` bytes,
+//! waiting only when the last turn did nothing) and applies it in
+//! event-time step (`align`). Every `state.commit_interval` (or sooner, once
+//! `COMMIT_MAX_EVENTS` accepted events wait) it submits one commit to the
+//! writer stage (`store::writer`), which writes and syncs it on its own
+//! thread while applying goes on: the state applied since the last commit,
+//! the next offset of every partition it came from, and its dead-letter
+//! outbox rows, in one atomic batch.
+//!
+//! What a commit holds is acknowledged only once it is durable: its dead
+//! letters are published, Kafka's committed offsets (for lag tooling) move,
+//! the alert loop is woken. Rebalance callbacks (`rebalance`) run only
+//! inside the group poll, which happens only when everything applied has
+//! been submitted; the callback then waits at a flush barrier until it is
+//! durable, so partitions move, and assignments seek to the offsets stored
+//! beside the state, only with state and offsets on disk in step.
 //!
 //! A message whose offset is below the partition's next stored offset was
 //! already applied (a copy fetched before a rebalance) and is skipped; that
@@ -18,6 +27,7 @@
 //! offset outside the log is reported and moved past, and `caught_up` says
 //! whether what the partitions held at assignment has been applied.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -29,7 +39,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::align::{apply_lanes, Gate, Lane, Seek};
-use super::dead_letter::DeadLetters;
+use super::dead_letter::{DeadLetter, DeadLetters};
 use super::rebalance::{
     holds_every_partition, Ctx, Membership, Shared, Start, Verdict, MAX_REJOINS, METADATA_TIMEOUT,
     REJOIN_AFTER,
@@ -38,13 +48,14 @@ use super::{client_config, KafkaLag};
 use crate::config::Config;
 use crate::engine::{Engine, IngestCounts};
 use crate::model::time::{Clock, HOUR, SECOND};
+use crate::store::writer::{Commit, OnDurable, Writer};
 use crate::store::{state, Store};
 
-/// Messages applied between two store batches, at most.
+/// Messages read, and applied under one engine lock, per turn, at most.
 pub const BATCH_EVENTS: usize = 4096;
-/// Bytes of messages applied between two store batches, about at most.
+/// Bytes of messages read, and applied, per turn, about at most.
 pub const BATCH_BYTES: usize = 16 << 20;
-/// How long a batch may wait to fill up.
+/// How long an idle turn waits for messages.
 const BATCH_WAIT: Duration = Duration::from_millis(100);
 /// How long start-up waits for dead letters left from before a crash.
 const DEAD_LETTER_WAIT: Duration = Duration::from_secs(5);
@@ -79,9 +90,9 @@ pub struct ConsumerEnv<'a> {
     /// until caught up again, and while no broker is reachable.
     pub caught_up: Arc<AtomicBool>,
     pub lag: Arc<KafkaLag>,
-    /// Where batch durations are observed (`decode_apply`, `persist`).
+    /// Where turn and commit durations are observed (`decode_apply`, `persist`).
     pub metrics: Option<Arc<crate::export::PipelineMetrics>>,
-    /// Notified after every persisted batch (the alert loop evaluates then).
+    /// Notified after every durable commit (the alert loop evaluates then).
     pub batch_done: Option<Arc<tokio::sync::Notify>>,
 }
 
@@ -139,8 +150,13 @@ struct Member {
 }
 
 impl Member {
-    fn join(cfg: &Config, store: &Arc<dyn Store>, lag: &Arc<KafkaLag>) -> anyhow::Result<Member> {
-        let shared = Arc::new(Shared::new(store.clone(), lag.clone()));
+    fn join(
+        cfg: &Config,
+        store: &Arc<dyn Store>,
+        lag: &Arc<KafkaLag>,
+        flushed: crate::store::writer::Barrier,
+    ) -> anyhow::Result<Member> {
+        let shared = Arc::new(Shared::new(store.clone(), lag.clone(), flushed));
         // Static membership: a restarted instance takes its partitions back at
         // once instead of waiting for the old member's session to expire, and a
         // second instance started with the same configuration is fenced.
@@ -290,7 +306,9 @@ impl Member {
 
     /// Issues the corrective seeks the lanes asked for.
     fn reseek(&mut self) {
+        let now = Instant::now();
         for i in 0..self.lanes.len() {
+            self.lanes[i].check_stalled(now);
             if let Some(to) = self.lanes[i].take_reseek() {
                 if !self.seek(&self.lanes[i], to) {
                     self.lanes[i].reseek_failed(Instant::now());
@@ -310,19 +328,35 @@ impl Member {
             return;
         }
         self.watermarks_at = Some(Instant::now());
-        for i in 0..self.lanes.len() {
-            if shutdown.is_cancelled() {
-                return;
-            }
-            if !self.lanes[i].needs_target() {
-                continue;
-            }
+        if shutdown.is_cancelled() {
+            return;
+        }
+        // One request per partition, all at once: each takes a round trip
+        // or more, and nothing is read while they run.
+        let wanted: Vec<usize> = (0..self.lanes.len())
+            .filter(|i| self.lanes[*i].needs_target())
+            .collect();
+        let consumer = &self.consumer;
+        let lanes = &self.lanes;
+        let answers: Vec<_> = std::thread::scope(|s| {
+            let asked: Vec<_> = wanted
+                .iter()
+                .map(|&i| {
+                    let (topic, partition) = (&lanes[i].topic, lanes[i].partition);
+                    s.spawn(move || consumer.fetch_watermarks(topic, partition, METADATA_TIMEOUT))
+                })
+                .collect();
+            asked
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        for (i, answer) in wanted.into_iter().zip(answers) {
             let (topic, partition) = (self.lanes[i].topic.clone(), self.lanes[i].partition);
-            let (low, high) = match self.consumer.fetch_watermarks(
-                &topic,
-                partition,
-                METADATA_TIMEOUT,
-            ) {
+            let (low, high) = match answer {
                 Ok(w) => w,
                 Err(e) => {
                     tracing::warn!(error = %e, %topic, partition, "cannot read watermarks; retrying");
@@ -348,14 +382,16 @@ impl Member {
                     from
                 }
                 Start::Recreated { stored, high } => {
-                    tracing::warn!(
+                    // A broker whose high watermark lags its log reports
+                    // this after every restart; only what the fetches then
+                    // deliver tells a recreated topic (`Lane::check_stalled`).
+                    tracing::info!(
                         %topic,
                         partition,
                         stored,
                         high_watermark = high,
-                        "the stored offset is beyond the end of the partition; if the broker \
-                         restarts the partition below it, the topic was recreated and is read \
-                         from the beginning"
+                        "the stored offset is beyond the high watermark the broker reports; \
+                         reading on from it unless the partition turns out to end below it"
                     );
                     self.lanes[i].suspect_beyond_end();
                     stored
@@ -390,27 +426,27 @@ impl Member {
         true
     }
 
-    /// Reads the partition queues of the lanes that have room, for up to
-    /// `BATCH_WAIT`, `BATCH_EVENTS` messages or `BATCH_BYTES` bytes.
-    fn fill(&mut self, doorbell: &Doorbell) -> anyhow::Result<()> {
-        let deadline = Instant::now() + BATCH_WAIT;
+    /// Reads the partition queues of the lanes that have room: one pass over
+    /// them, up to `BATCH_EVENTS` messages or `BATCH_BYTES` bytes, and when
+    /// that finds nothing, passes again for up to `wait`. Returns the
+    /// messages read.
+    fn fill(&mut self, doorbell: &Doorbell, wait: Duration) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + wait;
         let mut got = 0usize;
         let mut bytes = 0usize;
         loop {
-            let mut any = false;
             for i in 0..self.lanes.len() {
                 let Some(q) = self.queues[i].take() else {
                     continue;
                 };
-                let mut n = 0;
                 let mut fatal = None;
-                while self.lanes[i].has_room() && n < 512 && bytes < BATCH_BYTES {
+                while self.lanes[i].has_room() && got < BATCH_EVENTS && bytes < BATCH_BYTES {
                     match q.poll(Duration::ZERO) {
                         Some(Ok(m)) => {
                             let raw = m.payload().unwrap_or_default();
                             bytes += raw.len();
                             self.lanes[i].push(m.offset(), m.key(), raw, Instant::now());
-                            n += 1;
+                            got += 1;
                         }
                         Some(Err(e)) => {
                             if let Err(f) = self.error(&e) {
@@ -425,16 +461,14 @@ impl Member {
                 if let Some(f) = fatal {
                     return Err(f);
                 }
-                got += n;
-                any |= n > 0;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if got >= BATCH_EVENTS || bytes >= BATCH_BYTES || left.is_zero() {
-                return Ok(());
+            // What was read is applied at once: waiting for more would only
+            // leave the engine idle while the lanes are full.
+            if got > 0 || left.is_zero() {
+                return Ok(got);
             }
-            if !any {
-                doorbell.wait(left.min(Duration::from_millis(20)));
-            }
+            doorbell.wait(left.min(Duration::from_millis(20)));
         }
     }
 
@@ -474,10 +508,48 @@ impl Member {
     }
 }
 
+/// Commits queued behind the one being written: one, so applying goes on
+/// while a commit syncs, and memory stays bounded by two commits.
+const COMMITS_QUEUED: usize = 1;
+/// Accepted events after which a commit is made before the interval is
+/// over: bounds the size of one commit when the input is fast.
+const COMMIT_MAX_EVENTS: usize = 1 << 16;
+
 /// Consumes until `shutdown` is cancelled; blocking (run it on its own
-/// thread).
+/// thread). The state is written by a writer stage on a thread of its own.
 pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary> {
-    let mut member = Member::join(cfg, &env.store, &env.lag)?;
+    let store = env.store.clone();
+    std::thread::scope(|s| {
+        let mut writer = Writer::spawn(s, store.as_ref(), COMMITS_QUEUED);
+        let consumed = consume(cfg, &env, &mut writer);
+        // Everything submitted is written before the consumer reports.
+        match writer.finish() {
+            Err(e) => Err(anyhow::Error::new(e).context("writing a state commit")),
+            Ok(()) => consumed,
+        }
+    })
+}
+
+/// What was applied since the last commit, and what waits for a commit to
+/// become durable.
+#[derive(Default)]
+struct Commits {
+    /// Messages applied and not submitted yet.
+    applied: u64,
+    letters: Vec<DeadLetter>,
+    last: Option<Instant>,
+    /// Submitted, not yet seen durable: (commit number, Kafka offsets to
+    /// commit for lag tooling, outbox entries it holds end below).
+    waiting: VecDeque<(u64, TopicPartitionList, u64)>,
+}
+
+/// The loop of `run`, submitting commits to `writer`.
+fn consume(
+    cfg: &Config,
+    env: &ConsumerEnv<'_>,
+    writer: &mut Writer<'_>,
+) -> anyhow::Result<ConsumerSummary> {
+    let mut member = Member::join(cfg, &env.store, &env.lag, writer.barrier())?;
     let doorbell = Doorbell::default();
     let mut dead = DeadLetters::open(&cfg.kafka, env.store.as_ref(), env.shutdown)?;
     // Entries left from before a crash are published before anything else.
@@ -485,22 +557,30 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
 
     let mut summary = ConsumerSummary::default();
     let mut membership = Membership::default();
+    let mut commits = Commits::default();
+    let interval = Duration::from_millis(cfg.state.commit_interval.max(1).unsigned_abs());
     let slack = (cfg.ingest.max_lateness / 4).clamp(SECOND, HOUR);
     let mut outbox_full_log: Option<Instant> = None;
+    // Whether the last turn fetched or applied anything: a backlog is
+    // drained without waiting.
+    let mut busy = false;
     while !env.shutdown.is_cancelled() {
         if let Some(why) = member.shared.take_fatal() {
             bail!(why);
         }
-        // Rebalance callbacks run only here, where everything applied is
-        // already persisted.
-        let changed = member.poll_group(&doorbell)?;
-        member.reseek();
-        if member.check_whole(changed, env.shutdown) {
-            env.ready.store(!member.idle, Ordering::SeqCst);
-            let assigned = member.shared.assigned();
-            env.lag
-                .retain(|t, p| assigned.iter().any(|a| a.topic == t && a.partition == p));
+        // Rebalance callbacks run only inside this poll, and only once all
+        // that was applied is submitted: the callback then waits for it to
+        // be durable before partitions move.
+        if commits.applied == 0 {
+            let changed = member.poll_group(&doorbell)?;
+            if member.check_whole(changed, env.shutdown) {
+                env.ready.store(!member.idle, Ordering::SeqCst);
+                let assigned = member.shared.assigned();
+                env.lag
+                    .retain(|t, p| assigned.iter().any(|a| a.topic == t && a.partition == p));
+            }
         }
+        member.reseek();
         if !member.idle {
             member.check_watermarks(&env.lag, env.shutdown);
         }
@@ -517,10 +597,19 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
                 env.lag.add_rejoin();
                 env.ready.store(false, Ordering::SeqCst);
                 env.caught_up.store(false, Ordering::SeqCst);
-                // Everything applied is persisted: the new member starts
-                // from the stored offsets.
+                // The new member starts from the stored offsets: everything
+                // applied is made durable first.
+                commit(
+                    env,
+                    &mut member,
+                    &mut dead,
+                    &mut summary,
+                    &mut commits,
+                    writer,
+                )?;
+                writer.sync()?;
                 member.leave();
-                member = Member::join(cfg, &env.store, &env.lag)?;
+                member = Member::join(cfg, &env.store, &env.lag, writer.barrier())?;
             }
             Verdict::GiveUp => {
                 env.ready.store(false, Ordering::SeqCst);
@@ -543,21 +632,45 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
             );
             outbox_full_log = Some(Instant::now());
         }
-        let reading = !member.idle && !outbox_full;
-        if reading {
-            member.fill(&doorbell)?;
+        // Waits for input only when the last turn did nothing, and never
+        // past the moment the next commit is due.
+        let due_in = match (commits.applied, commits.last) {
+            (0, _) | (_, None) => BATCH_WAIT,
+            (_, Some(t)) => interval.saturating_sub(t.elapsed()),
+        };
+        let wait = if busy {
+            Duration::ZERO
         } else {
-            doorbell.wait(BATCH_WAIT);
+            BATCH_WAIT.min(due_in)
+        };
+        let reading = !member.idle && !outbox_full;
+        let fetched = if reading {
+            member.fill(&doorbell, wait)?
+        } else {
+            doorbell.wait(wait);
+            0
+        };
+        let applied = if reading {
+            apply_turn(cfg, env, &mut member, &mut summary, &mut commits, slack)
+        } else {
+            0
+        };
+        busy = fetched > 0 || applied > 0;
+        let unsaved = {
+            let e = env.engine.read().unwrap_or_else(|e| e.into_inner());
+            e.unsaved_ids()
+        };
+        let due = commits.last.is_none_or(|t| t.elapsed() >= interval);
+        if (commits.applied > 0 && unsaved >= COMMIT_MAX_EVENTS) || due {
+            commit(
+                env,
+                &mut member,
+                &mut dead,
+                &mut summary,
+                &mut commits,
+                writer,
+            )?;
         }
-        persist_turn(
-            cfg,
-            &env,
-            &mut member,
-            &mut dead,
-            &mut summary,
-            reading,
-            slack,
-        )?;
         for l in &mut member.lanes {
             let lost = l.take_skipped();
             if lost > 0 {
@@ -566,6 +679,7 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
         }
         env.caught_up
             .store(member.caught_up(&env.lag), Ordering::SeqCst);
+        acknowledge(&member, &mut dead, &mut commits, writer.durable());
         // Acknowledgements are collected on later turns: the outbox, not
         // this loop, makes dead letters safe, so a slow dead-letter topic
         // never holds up ingestion.
@@ -573,33 +687,46 @@ pub fn run(cfg: &Config, env: ConsumerEnv<'_>) -> anyhow::Result<ConsumerSummary
     }
     env.ready.store(false, Ordering::SeqCst);
     env.caught_up.store(false, Ordering::SeqCst);
+    commit(
+        env,
+        &mut member,
+        &mut dead,
+        &mut summary,
+        &mut commits,
+        writer,
+    )?;
+    writer.sync()?;
+    acknowledge(&member, &mut dead, &mut commits, writer.durable());
     dead.drain(DRAIN_WAIT);
     if dead.has_acked() {
         let mut batch = crate::store::Batch::default();
         dead.stage(&mut batch, Vec::new());
-        env.store.write(batch)?;
+        writer.submit(Commit::new(batch))?;
+        writer.sync()?;
     }
     member.leave();
     tracing::info!(
         messages = summary.messages,
-        batches = summary.batches,
+        commits = summary.batches,
         dead_letters = summary.dead_letters,
         "consumer stopped; state persisted"
     );
     Ok(summary)
 }
 
-/// Applies what the lanes hold (when `apply`) and writes one store batch:
-/// state, next offsets and dead letters together.
-fn persist_turn(
+/// Applies what the lanes hold, in event-time step; returns the messages
+/// applied. Their state, offsets and dead letters go into the next commit.
+fn apply_turn(
     cfg: &Config,
     env: &ConsumerEnv<'_>,
     member: &mut Member,
-    dead: &mut DeadLetters,
     summary: &mut ConsumerSummary,
-    apply: bool,
+    commits: &mut Commits,
     slack: crate::model::time::Millis,
-) -> anyhow::Result<()> {
+) -> u64 {
+    if member.lanes.iter().all(|l| l.buffered() == 0) {
+        return 0;
+    }
     let gate = Gate {
         slack,
         wall_now: env.clock.now(),
@@ -607,56 +734,104 @@ fn persist_turn(
         max_messages: BATCH_EVENTS,
         max_bytes: BATCH_BYTES,
     };
-    let mut letters = Vec::new();
-    let apply_started = Instant::now();
-    let mut batch = {
+    let started = Instant::now();
+    let done = {
         let mut engine = env.engine.write().unwrap_or_else(|e| e.into_inner());
-        if apply {
-            let done = apply_lanes(
-                &mut member.lanes,
-                &mut engine,
-                &gate,
-                Instant::now(),
-                &mut letters,
-            );
-            summary.messages += done.messages;
-            add_counts(&mut summary.counts, &done.counts);
-        }
-        engine.maybe_compact();
-        state::dirty_batch(&mut engine)
+        apply_lanes(
+            &mut member.lanes,
+            &mut engine,
+            &gate,
+            started,
+            &mut commits.letters,
+        )
     };
-    let mut commit = TopicPartitionList::new();
-    for l in &mut member.lanes {
-        if let (true, Some(next)) = (l.advanced, l.next) {
-            state::put_kafka_position(&mut batch, &l.topic, l.partition, next);
-            let _ = commit.add_partition_offset(&l.topic, l.partition, Offset::Offset(next));
-        }
-        l.advanced = false;
-    }
-    summary.dead_letters += letters.len() as u64;
-    dead.stage(&mut batch, letters);
-    let applied = apply_started.elapsed();
-    if !batch.is_empty() {
-        let persist_started = Instant::now();
-        env.store.write(batch).context("writing a state batch")?;
-        summary.batches += 1;
-        if let Some(n) = &env.batch_done {
-            n.notify_one();
-        }
+    if done.messages > 0 {
         if let Some(m) = &env.metrics {
             m.processing
                 .with_label_values(&["decode_apply"])
-                .observe(applied.as_secs_f64());
-            m.processing
-                .with_label_values(&["persist"])
-                .observe(persist_started.elapsed().as_secs_f64());
+                .observe(started.elapsed().as_secs_f64());
         }
     }
-    // Kafka's committed offsets are for lag tooling only.
-    if commit.count() > 0 {
-        let _ = member.consumer.commit(&commit, CommitMode::Async);
+    summary.messages += done.messages;
+    add_counts(&mut summary.counts, &done.counts);
+    commits.applied += done.messages;
+    done.messages
+}
+
+/// Submits one commit: the state applied since the last one, the next
+/// offset of every partition it came from, and its dead letters, in one
+/// atomic batch. Nothing is submitted when nothing changed.
+fn commit(
+    env: &ConsumerEnv<'_>,
+    member: &mut Member,
+    dead: &mut DeadLetters,
+    summary: &mut ConsumerSummary,
+    commits: &mut Commits,
+    writer: &mut Writer<'_>,
+) -> anyhow::Result<()> {
+    commits.last = Some(Instant::now());
+    let mut batch = {
+        let mut engine = env.engine.write().unwrap_or_else(|e| e.into_inner());
+        engine.maybe_compact();
+        state::dirty_batch(&mut engine)
+    };
+    let mut offsets = TopicPartitionList::new();
+    for l in &mut member.lanes {
+        if let (true, Some(next)) = (l.advanced, l.next) {
+            state::put_kafka_position(&mut batch, &l.topic, l.partition, next);
+            let _ = offsets.add_partition_offset(&l.topic, l.partition, Offset::Offset(next));
+        }
+        l.advanced = false;
     }
+    let letters = std::mem::take(&mut commits.letters);
+    summary.dead_letters += letters.len() as u64;
+    dead.stage(&mut batch, letters);
+    commits.applied = 0;
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let submitted_at = Instant::now();
+    let metrics = env.metrics.clone();
+    let wake = env.batch_done.clone();
+    let on_durable: OnDurable = Box::new(move || {
+        if let Some(m) = metrics {
+            m.processing
+                .with_label_values(&["persist"])
+                .observe(submitted_at.elapsed().as_secs_f64());
+        }
+        // The alert loop evaluates what is durable.
+        if let Some(n) = wake {
+            n.notify_one();
+        }
+    });
+    writer.submit(Commit {
+        batch,
+        on_durable: Some(on_durable),
+    })?;
+    summary.batches += 1;
+    commits
+        .waiting
+        .push_back((writer.submitted(), offsets, dead.next_seq()));
     Ok(())
+}
+
+/// Acknowledges what the commits durable so far hold: their dead letters
+/// may be published, and Kafka's committed offsets (for lag tooling only)
+/// move.
+fn acknowledge(member: &Member, dead: &mut DeadLetters, commits: &mut Commits, durable: u64) {
+    while commits
+        .waiting
+        .front()
+        .is_some_and(|(n, _, _)| *n <= durable)
+    {
+        let Some((_, offsets, outbox_end)) = commits.waiting.pop_front() else {
+            break;
+        };
+        dead.mark_durable(outbox_end);
+        if offsets.count() > 0 {
+            let _ = member.consumer.commit(&offsets, CommitMode::Async);
+        }
+    }
 }
 
 fn add_counts(to: &mut IngestCounts, from: &IngestCounts) {

@@ -127,8 +127,12 @@ pub struct DeadLetters {
     producer: BaseProducer<Deliveries>,
     topic: String,
     next_seq: u64,
-    /// In the store, not yet acknowledged.
+    /// In the outbox, not yet acknowledged.
     pending: BTreeMap<u64, DeadLetter>,
+    /// Entries below this sequence number are durable in the store: only
+    /// those may be published (a crash must not leave a published dead
+    /// letter whose offset is read again).
+    durable_below: u64,
     pending_bytes: usize,
     /// Handed to the producer, no delivery report yet.
     in_flight: HashSet<u64>,
@@ -177,6 +181,7 @@ impl DeadLetters {
             producer,
             topic: kafka.topics.dead_letter.clone(),
             next_seq,
+            durable_below: next_seq,
             pending_bytes: stored.iter().map(|(_, d)| d.raw.len()).sum(),
             pending: stored.into_iter().collect(),
             in_flight: HashSet::new(),
@@ -254,14 +259,25 @@ impl DeadLetters {
         }
     }
 
+    /// The sequence number the next staged entry gets: once the commit
+    /// holding what was staged so far is durable, `mark_durable` with it.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The entries below `below` are durable in the store: they may be
+    /// published from now on.
+    pub fn mark_durable(&mut self, below: u64) {
+        self.durable_below = self.durable_below.max(below);
+    }
+
     /// Whether acknowledged entries wait to be deleted from the store.
     pub fn has_acked(&self) -> bool {
         !self.acked.is_empty()
     }
 
-    /// Publishes what is pending and waits up to `wait` for delivery reports.
-    /// Call only after the batch holding the entries was written.
-    /// Returns early once shutdown is cancelled.
+    /// Publishes what is pending and durable, and waits up to `wait` for
+    /// delivery reports. Returns early once shutdown is cancelled.
     pub fn pump(&mut self, wait: Duration) {
         self.publish(wait, true);
     }
@@ -290,7 +306,7 @@ impl DeadLetters {
 
     fn send_pending(&mut self) {
         let mut rejected = Vec::new();
-        for (seq, dl) in &self.pending {
+        for (seq, dl) in self.pending.range(..self.durable_below) {
             if self.in_flight.contains(seq) {
                 continue;
             }
@@ -607,5 +623,31 @@ mod outbox_tests {
         assert!(!d.is_full());
         assert_eq!(d.parked(), 1);
         assert_eq!(d.pending(), n - 1);
+    }
+
+    #[test]
+    fn a_dead_letter_is_published_only_once_its_commit_is_durable() {
+        // Sending only queues the record: the broker address is never reached
+        // within the test.
+        let mut kafka = crate::config::Config::default().kafka;
+        kafka.brokers = "127.0.0.1:1".into();
+        let store = MemStore::default();
+        let mut d =
+            DeadLetters::open(&kafka, &store, &CancellationToken::new()).expect("outbox opens");
+        let mut batch = Batch::default();
+        d.stage(&mut batch, vec![letter(0, 10), letter(1, 10)]);
+        let first_commit_ends = d.next_seq();
+        let mut later = Batch::default();
+        d.stage(&mut later, vec![letter(2, 10)]);
+        d.pump(Duration::ZERO);
+        assert!(d.in_flight.is_empty(), "sent before its commit was durable");
+        d.mark_durable(first_commit_ends);
+        d.pump(Duration::ZERO);
+        let mut sent: Vec<u64> = d.in_flight.iter().copied().collect();
+        sent.sort_unstable();
+        assert_eq!(sent, vec![0, 1], "only the durable entries are sent");
+        d.mark_durable(d.next_seq());
+        d.pump(Duration::ZERO);
+        assert_eq!(d.in_flight.len(), 3);
     }
 }

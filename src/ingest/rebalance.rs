@@ -1,5 +1,6 @@
-//! Group membership: the rebalance callback (assignments seek to the offsets
-//! stored beside the state), the checks made on a new assignment (is the
+//! Group membership: the rebalance callback (it waits until everything
+//! applied is durable, then assignments seek to the offsets stored beside
+//! the state), the checks made on a new assignment (is the
 //! stored offset still in the log? is the assignment whole?), and the
 //! decision to rejoin the group when this process holds too few partitions
 //! for too long.
@@ -15,6 +16,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::KafkaLag;
+use crate::store::writer::Barrier;
 use crate::store::{state, Store};
 
 /// How long a subscribed consumer may hold fewer than every partition before
@@ -40,6 +42,10 @@ pub struct Assigned {
 /// loop's thread (inside `poll`), so the locks are never contended.
 pub struct Shared {
     store: Arc<dyn Store>,
+    /// Waits for the state writer: the loop submits everything applied
+    /// before it polls, and the callback waits for it to be durable before
+    /// partitions move (or are read from their stored offsets).
+    flushed: Barrier,
     assigned: Mutex<Vec<Assigned>>,
     generation: AtomicU64,
     fatal: Mutex<Option<String>>,
@@ -49,9 +55,10 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(store: Arc<dyn Store>, lag: Arc<KafkaLag>) -> Shared {
+    pub fn new(store: Arc<dyn Store>, lag: Arc<KafkaLag>, flushed: Barrier) -> Shared {
         Shared {
             store,
+            flushed,
             assigned: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
             fatal: Mutex::new(None),
@@ -119,6 +126,16 @@ impl ConsumerContext for Ctx {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        // The flush barrier: the state and offsets of everything applied
+        // from the partitions held so far reach the disk before they move,
+        // and before the offsets a new assignment starts from are read.
+        if self.shared.flushed.wait().is_err() {
+            self.shared
+                .fail("the state writer stopped; the assignment is dropped".to_string());
+            let _ = consumer.unassign();
+            self.shared.set_assigned(Vec::new());
+            return;
+        }
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let mut assigned = Vec::new();
@@ -162,8 +179,6 @@ impl ConsumerContext for Ctx {
                 self.shared.set_assigned(assigned);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                // Every applied event is already persisted with its offset: the
-                // loop writes its batch before it polls again.
                 tracing::info!("partitions revoked");
                 let _ = consumer.unassign();
                 self.shared.set_assigned(Vec::new());

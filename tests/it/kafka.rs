@@ -165,6 +165,11 @@ fn run_env(broker: &str, state: &Path, http: u16) -> Vec<(String, String)> {
 
 impl Pipeline {
     fn start(broker: &str, state: &Path, log_path: &Path) -> Pipeline {
+        Pipeline::start_with(broker, state, log_path, &[])
+    }
+
+    /// `start` with further environment variables.
+    fn start_with(broker: &str, state: &Path, log_path: &Path, env: &[(&str, &str)]) -> Pipeline {
         let http = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -176,6 +181,7 @@ impl Pipeline {
             .arg("--config")
             .arg(root().join("config/slastream.toml"))
             .envs(run_env(broker, state, http))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -236,6 +242,21 @@ impl Pipeline {
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 );
             }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the process to end by itself; its exit status.
+    fn wait_exit(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "slastream run did not end by itself"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -357,11 +378,49 @@ fn published_workload(dir: &Path, rate: f64, seed: u64) -> (Broker, PathBuf, u64
     (broker, input, lines)
 }
 
+/// Publishes `lines` in chunks of `chunk` every `every`, in order, on its
+/// own thread: a live stream for the consumer to keep up with.
+fn publish_paced(
+    k: &KafkaConfig,
+    lines: Vec<String>,
+    chunk: usize,
+    every: Duration,
+) -> std::thread::JoinHandle<u64> {
+    let k = k.clone();
+    std::thread::spawn(move || {
+        let mut p = EventProducer::new(&k).expect("producer");
+        for part in lines.chunks(chunk) {
+            for line in part {
+                p.send_event(line.as_bytes()).expect("send");
+            }
+            std::thread::sleep(every);
+        }
+        p.finish(Duration::from_secs(60)).expect("delivered")
+    })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_loop_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // Two weeks of generated traffic for the shipped config (~240 k events).
-    let (broker, input, lines) = published_workload(dir.path(), 0.2, 11);
+    let broker = Broker::start("memory://tansu/", dir.path());
+    let k = kafka_cfg(&broker.addr());
+    broker.create_topics(&k);
+    // Two weeks of generated traffic for the shipped config (~240 k events):
+    // a fifth of it as a backlog, the rest in ten parts, each published over
+    // eight seconds while one run consumes it, so every kill lands while the
+    // consumer reads (a backlog or a live stream) however fast it drains,
+    // and the input cannot all be consumed before the tenth kill.
+    let cfg = shipped_config(dir.path());
+    let input = dir.path().join("events.ndjson");
+    let all = crate::common::sample_lines(&cfg, 0.2, 14, 11);
+    crate::common::write_lines(&input, &all);
+    let lines = non_empty_lines(&input);
+    assert_eq!(lines, all.len() as u64);
+    let (backlog, live) = all.split_at(all.len() / 5);
+    let head = dir.path().join("backlog.ndjson");
+    crate::common::write_lines(&head, backlog);
+    publish_ndjson(&k, &head).expect("publish");
+    let mut parts = live.chunks(live.len().div_ceil(10));
 
     let state = dir.path().join("state");
     let log = dir.path().join("run.log");
@@ -369,12 +428,17 @@ async fn sigkill_loop_loses_and_doubles_nothing() {
     let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
     let mut kills = 0;
     while kills < 10 {
+        let part = parts.next().unwrap_or_default().to_vec();
+        let n = part.len();
+        let producer = publish_paced(&k, part, n / 40 + 1, Duration::from_millis(200));
         let p = Pipeline::start(&broker.addr(), &state, &log);
-        // Wait until it consumes, then kill it at a random moment.
+        // Wait until it consumes, then kill it at a random moment: before,
+        // during or after a commit (one a second).
         p.wait_total(1, Duration::from_secs(60));
-        std::thread::sleep(Duration::from_millis(rng.random_range(0..400)));
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..2500)));
         p.kill9();
         kills += 1;
+        assert_eq!(producer.join().expect("producer"), n as u64);
         let now = stored_positions(&state);
         for (tp, off) in &last {
             let n = now.get(tp).copied().unwrap_or(-1);
@@ -389,8 +453,63 @@ async fn sigkill_loop_loses_and_doubles_nothing() {
         }
     }
     assert_eq!(kills, 10, "the input was consumed before ten kills");
+    assert!(
+        last.values().sum::<i64>() > 0,
+        "no kill came after a commit: nothing was persisted"
+    );
     let done: u64 = last.values().sum::<i64>() as u64;
     resume_to_the_end_and_compare(&broker, dir.path(), &state, &input, lines, done).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_a_commits_write_and_its_acknowledgement_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start("memory://tansu/", dir.path());
+    let k = kafka_cfg(&broker.addr());
+    broker.create_topics(&k);
+    // ~240 k events, so several commits are made (one at least every
+    // 65,536 accepted events), and a bad message every 2,000: every commit
+    // carries dead letters, published only once it is durable.
+    let cfg = shipped_config(dir.path());
+    let mut all = crate::common::sample_lines(&cfg, 0.2, 14, 13);
+    let mut bad = Vec::new();
+    for i in (0..all.len()).step_by(2000).rev() {
+        let line = format!("{{\"kind\":\"probe\",\"bad\":{i}");
+        bad.push(line.clone());
+        all.insert(i, line);
+    }
+    let input = dir.path().join("events.ndjson");
+    crate::common::write_lines(&input, &all);
+    let lines = non_empty_lines(&input);
+    publish_ndjson(&k, &input).expect("publish");
+
+    // The process aborts right after its second commit is written and
+    // synced, before anything in it is acknowledged.
+    let state = dir.path().join("state");
+    let log = dir.path().join("run.log");
+    let crash = [(slastream::store::writer::CRASH_AFTER_COMMIT_ENV, "2")];
+    let p = Pipeline::start_with(&broker.addr(), &state, &log, &crash);
+    let status = p.wait_exit(Duration::from_secs(120));
+    assert!(!status.success(), "it was to abort: {status:?}");
+    let done: u64 = stored_positions(&state).values().sum::<i64>() as u64;
+    assert!(
+        done > 0 && done < lines,
+        "the commit written before the crash holds offsets: {done} of {lines}"
+    );
+
+    resume_to_the_end_and_compare(&broker, dir.path(), &state, &input, lines, done).await;
+    let letters = read_dead_letters(&k, bad.len());
+    let mut got: Vec<String> = letters
+        .iter()
+        .map(|(v, _)| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    got.sort();
+    let all_letters = got.len();
+    got.dedup();
+    assert_eq!(got.len(), all_letters, "a dead letter published twice");
+    got.retain(|l| l.contains("\"bad\":"));
+    bad.sort();
+    assert_eq!(got, bad, "every dead letter exactly once");
 }
 
 /// Runs `slastream run` on `state` until the `lines - done` messages not
@@ -876,12 +995,15 @@ async fn run_on_failing_store(broker: &str, state: &Path, fail_at: u32, panic: b
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_store_ends_the_process_and_a_restart_resumes_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (broker, input, lines) = published_workload(dir.path(), 0.1, 5);
+    // ~240 k events: a commit holds at most 65,536 accepted events (or a
+    // second's worth), so each run below persists one commit, or none, and
+    // fails well before the end of the input.
+    let (broker, input, lines) = published_workload(dir.path(), 0.2, 5);
     let state = dir.path().join("state");
 
-    let why = run_on_failing_store(&broker.addr(), &state, 4, false).await;
+    let why = run_on_failing_store(&broker.addr(), &state, 2, false).await;
     assert!(why.contains("injected write failure"), "{why}");
-    let why = run_on_failing_store(&broker.addr(), &state, 7, true).await;
+    let why = run_on_failing_store(&broker.addr(), &state, 2, true).await;
     assert!(why.contains("panicked"), "{why}");
     let done: u64 = stored_positions(&state).values().sum::<i64>() as u64;
     assert!(
