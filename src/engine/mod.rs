@@ -179,8 +179,12 @@ pub struct Cold {
     history: Arc<dyn History>,
     /// How far behind the watermark buckets stay in memory.
     hot: Millis,
-    /// Per-customer probe buckets starting before this are not in memory.
+    /// The boundary forgotten below (that of a durable commit).
     below: Millis,
+    /// Per customer, where its probe buckets in memory start: the start of
+    /// its local day holding `below`, so that whole local days are either
+    /// in memory or in the day sums and a month never reads the store.
+    hot_from: Vec<Millis>,
     /// The boundary of the latest durable commit.
     durable: Arc<std::sync::atomic::AtomicI64>,
 }
@@ -583,6 +587,7 @@ impl Engine {
             history,
             hot,
             below: Millis::MIN,
+            hot_from: Vec::new(),
             durable: Arc::new(std::sync::atomic::AtomicI64::new(Millis::MIN)),
         });
     }
@@ -617,45 +622,101 @@ impl Engine {
             return;
         }
         cold.below = to;
-        for &s in &self.probe_slos {
-            let st = &mut self.slos[s];
-            for c in 0..st.by_customer.len() {
-                let leaving: Vec<(Millis, Counts)> = st.by_customer[c]
-                    .iter()
-                    .take_while(|(k, _)| *k < to)
-                    .collect();
+        let customers = self
+            .slos
+            .iter()
+            .map(|s| s.by_customer.len())
+            .max()
+            .unwrap_or(0);
+        if cold.hot_from.len() < customers {
+            cold.hot_from.resize(customers, Millis::MIN);
+        }
+        for c in 0..customers {
+            let zone = &self.customers.get(c as CustomerIdx).zone;
+            let to_c = day_start(zone, to);
+            if to_c <= cold.hot_from[c] {
+                continue;
+            }
+            cold.hot_from[c] = to_c;
+            for &s in &self.probe_slos {
+                let st = &mut self.slos[s];
+                let Some(series) = st.by_customer.get(c) else {
+                    continue;
+                };
+                let leaving: Vec<(Millis, Counts)> =
+                    series.iter().take_while(|(k, _)| *k < to_c).collect();
                 if leaving.is_empty() {
                     continue;
                 }
-                let mut days = DayFolder::new(&self.customers.get(c as CustomerIdx).zone);
+                let mut days = DayFolder::new(zone);
                 let sums = st.cold_days(c as CustomerIdx);
                 for (k, v) in leaving {
                     sums.add_bucket(days.day_of(k), v);
                 }
-                st.by_customer[c].forget_below(to);
+                st.by_customer[c].forget_below(to_c);
             }
         }
     }
 
-    /// Rebuilds the per-day sums of customer `c` from its stored buckets
-    /// (after its zone changed).
+    /// Where customer `c`'s probe buckets in memory start.
+    pub(crate) fn hot_from(&self, c: CustomerIdx) -> Millis {
+        self.cold
+            .as_ref()
+            .and_then(|x| x.hot_from.get(c as usize).copied())
+            .unwrap_or(Millis::MIN)
+    }
+
+    /// Sets where customer `c`'s probe buckets in memory start after a
+    /// restore, and returns it.
+    pub(crate) fn restored_hot_from(&mut self, c: CustomerIdx) -> Millis {
+        let Some(cold) = self.cold.as_mut() else {
+            return Millis::MIN;
+        };
+        if cold.below == Millis::MIN {
+            return Millis::MIN;
+        }
+        let i = c as usize;
+        if cold.hot_from.len() <= i {
+            cold.hot_from.resize(i + 1, Millis::MIN);
+        }
+        let b = day_start(&self.customers.get(c).zone, cold.below);
+        cold.hot_from[i] = b;
+        b
+    }
+
+    /// Splits customer `c`'s probe history anew between memory and its
+    /// day sums after its zone changed: its local days are other days.
     fn rebuild_cold_days(&mut self, c: CustomerIdx) {
         let Some(below) = self.cold.as_ref().map(|x| x.below) else {
             return;
         };
+        if below == Millis::MIN
+            || (c as usize) >= self.cold.as_ref().map_or(0, |x| x.hot_from.len())
+        {
+            // Nothing of this customer left memory yet.
+            return;
+        }
+        let zone = self.customers.get(c).zone.clone();
+        let new_from = day_start(&zone, below);
         for k in 0..self.probe_slos.len() {
             let s = self.probe_slos[k];
-            let cold: Vec<(Millis, Counts)> = self
-                .customer_buckets(s, c)
-                .into_iter()
-                .take_while(|(t, _)| *t < below)
-                .collect();
-            let mut days = DayFolder::new(&self.customers.get(c).zone);
+            let all = self.customer_buckets(s, c);
+            let mut days = DayFolder::new(&zone);
             let mut sums = Series::default();
-            for (t, v) in cold {
-                sums.add_bucket(days.day_of(t), v);
+            let mut hot = Series::default();
+            for (t, v) in all {
+                if t < new_from {
+                    sums.add_bucket(days.day_of(t), v);
+                } else {
+                    hot.add_bucket(t, v);
+                }
             }
-            *self.slos[s].cold_days(c) = sums;
+            let st = &mut self.slos[s];
+            *st.cold_days(c) = sums;
+            *st.customer_series(c) = hot;
+        }
+        if let Some(cold) = self.cold.as_mut() {
+            cold.hot_from[c as usize] = new_from;
         }
     }
 
@@ -701,7 +762,7 @@ impl Engine {
             .map(|s| s.sum(from, to))
             .unwrap_or_default();
         if let Some(cold) = self.cold.as_ref().filter(|_| self.is_cold_slo(slo)) {
-            let upto = to.min(cold.below);
+            let upto = to.min(self.hot_from(c));
             if from < upto {
                 // Whole local days from their sums; the partial days at
                 // either end (none for a month) from the stored buckets.
@@ -758,7 +819,7 @@ impl Engine {
             let name = &self.settings.slos[slo].name;
             let id = &self.customers.get(c).id;
             cold.history
-                .buckets(name, id, Millis::MIN, cold.below, &mut |k, v| {
+                .buckets(name, id, Millis::MIN, self.hot_from(c), &mut |k, v| {
                     if let Some(k) = self.as_compacted(k) {
                         all.push((k, v));
                     }

@@ -856,6 +856,7 @@ pub fn restore_at(
         .watermark
         .map_or(Millis::MIN, |w| crate::engine::horizons(w).1);
     let mut days: Option<(usize, u32, crate::engine::DayFolder)> = None;
+    let mut hot_from: Option<(u32, Millis)> = None;
     // Forget at once what the engine that wrote the state had forgotten.
     e.prune_dedup();
     store.for_each(b"d", &mut |k, v| {
@@ -890,7 +891,12 @@ pub fn restore_at(
         let (good, bad): (i64, i64) = decode(k, v)?;
         let delta = Counts { good, bad };
         let g = e.customers.get(c).group;
-        let cold = e.is_cold_slo(s) && cold_below.is_some_and(|b| start < b);
+        if hot_from.as_ref().is_none_or(|(x, _)| *x != c) {
+            hot_from = Some((c, e.restored_hot_from(c)));
+        }
+        let cold = e.is_cold_slo(s)
+            && cold_below.is_some()
+            && hot_from.as_ref().is_some_and(|(_, b)| start < *b);
         if cold && start < retained_from {
             return Ok(());
         }
