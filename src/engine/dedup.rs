@@ -163,7 +163,9 @@ impl Dedup {
     /// Remembers an id read back from a stored block: already saved.
     pub fn restore(&mut self, h: IdHash, at: Millis) {
         self.insert(h, at);
-        self.unsaved.pop_if(|(x, _)| *x == h);
+        if self.unsaved.last().is_some_and(|(x, _)| *x == h) {
+            self.unsaved.pop();
+        }
     }
 
     /// Ids remembered.
