@@ -1,6 +1,7 @@
 //! The SLA engine: applies decoded events to windowed state and answers every
-//! number of SPEC §3. Pure and synchronous: "now" and the wall clock are
-//! arguments, nothing here does I/O. The state is plain data (`Series`,
+//! number of SPEC §3. Synchronous: "now" and the wall clock are arguments;
+//! the only I/O is reading per-customer history behind the hot window
+//! through `History` (final, durable data). The state is plain data (`Series`,
 //! ticket/incident event lists, customers, dedup hashes, watermark) that the
 //! store persists; derived data (clock contributions, downtime) is rebuilt
 //! from it by `Engine::rebuild_derived`.
