@@ -472,6 +472,9 @@ pub struct Dirty {
     pub buckets: HashSet<(u32, CustomerIdx, Millis), BuildHasherDefault<IntHasher>>,
     pub watermark: bool,
     pub exclusions: bool,
+    /// Stored per-customer probe buckets that left memory and starting
+    /// before this are past retention: deleted from the store.
+    pub history_dropped_before: Option<Millis>,
 }
 
 pub struct Engine {
@@ -657,6 +660,25 @@ impl Engine {
                 st.by_customer[c].forget_below(to_c);
             }
         }
+    }
+
+    /// (SLO name, customer id) of every per-customer probe series that has
+    /// history in the store.
+    pub fn cold_series(&self) -> Vec<(&str, &str)> {
+        let Some(cold) = self.cold.as_ref() else {
+            return Vec::new();
+        };
+        let mut all = Vec::new();
+        for (c, from) in cold.hot_from.iter().enumerate() {
+            if *from == Millis::MIN {
+                continue;
+            }
+            let id = &*self.customers.get(c as CustomerIdx).id;
+            for &s in &self.probe_slos {
+                all.push((self.settings.slos[s].name.as_str(), id));
+            }
+        }
+        all
     }
 
     /// Where customer `c`'s probe buckets in memory start.
@@ -1555,6 +1577,9 @@ impl Engine {
         let Some(w) = self.watermark else { return };
         let (fine_before, drop_before) = horizons(w);
         self.compacted = (fine_before, drop_before);
+        if self.cold.is_some() && self.track_dirty {
+            self.dirty.history_dropped_before = Some(drop_before);
+        }
         // Days ending before retention are never read (a read starts at
         // the first day starting at or after it).
         for st in &mut self.slos {

@@ -37,6 +37,8 @@ pub enum StoreError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
     pub ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Key ranges [from, to) deleted, before `ops` are applied.
+    pub ranges: Vec<(Vec<u8>, Vec<u8>)>,
     /// Raised by the store once the batch is durable, never before.
     pub durable: Option<DurableMark>,
 }
@@ -74,12 +76,18 @@ impl Batch {
         self.ops.push((key, None));
     }
 
+    /// Deletes every key in [from, to) (before the puts and deletes of the
+    /// batch apply).
+    pub fn delete_range(&mut self, from: Vec<u8>, to: Vec<u8>) {
+        self.ranges.push((from, to));
+    }
+
     pub fn len(&self) -> usize {
-        self.ops.len()
+        self.ops.len() + self.ranges.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.ops.is_empty() && self.ranges.is_empty()
     }
 }
 
@@ -138,6 +146,17 @@ pub struct MemStore {
 impl Store for MemStore {
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
         let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        for (from, to) in &batch.ranges {
+            if from < to {
+                let gone: Vec<Vec<u8>> = m
+                    .range(from.clone()..to.clone())
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in gone {
+                    m.remove(&k);
+                }
+            }
+        }
         for (k, v) in batch.ops {
             match v {
                 Some(v) => {
@@ -227,6 +246,24 @@ pub(crate) mod conformance {
         );
         assert_eq!(store.get(b"a/1").expect("get"), None);
         assert_eq!(store.scan(b"c/").expect("scan"), vec![]);
+        // A range deleted, the keys around it kept, a put in the same
+        // batch applied after it.
+        let mut r = Batch::default();
+        r.put(b"r/1".to_vec(), b"1".to_vec());
+        r.put(b"r/2".to_vec(), b"2".to_vec());
+        r.put(b"r/3".to_vec(), b"3".to_vec());
+        store.write(r).expect("write");
+        let mut r = Batch::default();
+        r.delete_range(b"r/1".to_vec(), b"r/3".to_vec());
+        r.put(b"r/2".to_vec(), b"again".to_vec());
+        store.write(r).expect("write");
+        assert_eq!(
+            store.scan(b"r/").expect("scan"),
+            vec![
+                (b"r/2".to_vec(), b"again".to_vec()),
+                (b"r/3".to_vec(), b"3".to_vec())
+            ]
+        );
         // Streamed: the same entries, from a key on, until told to stop.
         let mut seen = Vec::new();
         store

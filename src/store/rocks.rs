@@ -104,6 +104,11 @@ impl RocksStore {
 impl Store for RocksStore {
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
+        for (from, to) in &batch.ranges {
+            if from < to {
+                wb.delete_range(from, to);
+            }
+        }
         for (k, v) in &batch.ops {
             match v {
                 Some(v) => wb.put(k, v),

@@ -521,6 +521,17 @@ fn changes_batch(engine: &mut Engine) -> Batch {
         durable: engine.durable_mark(),
         ..Batch::default()
     };
+    // History past retention: the engine reads it as dropped already; the
+    // store lets it go. Starts before 1970 sort after the others and are
+    // left (no accepted event has one once a watermark is set).
+    if let Some(before) = dirty.history_dropped_before.filter(|b| *b > 0) {
+        for (slo, customer) in engine.cold_series() {
+            b.delete_range(
+                bucket_key(slo, customer, 0),
+                bucket_key(slo, customer, before),
+            );
+        }
+    }
     if dirty.watermark {
         if let Some(w) = engine.watermark {
             b.put(WATERMARK.to_vec(), w.to_be_bytes().to_vec());
@@ -1330,5 +1341,54 @@ window = "30d"
         b.put(VERSION.to_vec(), vec![2]);
         mem.write(b).unwrap();
         assert!(matches!(prepare(&mem), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn history_past_retention_leaves_the_store_and_answers_stay() {
+        use crate::engine::{horizons, Applied, COARSE_RETENTION};
+        use crate::model::time::DAY;
+        let store = MemStore::default();
+        let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let cfg = cfg();
+        let mut e = restore(&cfg, &store).unwrap();
+        e.keep_history_unchecked(Arc::new(StoreHistory(shared)), 0);
+        let slo = e.slo_index("api-availability").unwrap();
+        let now = t0() + COARSE_RETENTION + 3 * DAY;
+        // A probe a day for 3 days, then one past retention for them.
+        let mut ids = Vec::new();
+        for d in 0..3 {
+            ids.push(format!("p{d}"));
+        }
+        for (d, id) in ids.iter().enumerate() {
+            let at = t0() + d as i64 * DAY;
+            assert_eq!(
+                e.apply(&probe(id, "acme", at, d != 1), now),
+                Applied::Accepted
+            );
+            e.maybe_compact();
+            store.write(dirty_batch(&mut e)).unwrap();
+        }
+        let acme = e.customers.lookup("acme").unwrap();
+        let before = e.numbers(slo, &Scope::Customer(acme), t0(), t0() + 3 * DAY, now);
+        assert_eq!((before.good, before.bad), (2.0, 1.0));
+        assert_eq!(store.scan(b"b").unwrap().len(), 3);
+        let late = t0() + 2 * DAY + COARSE_RETENTION + DAY;
+        assert_eq!(
+            e.apply(&probe("q", "acme", late, true), now),
+            Applied::Accepted
+        );
+        for _ in 0..3 {
+            e.maybe_compact();
+            store.write(dirty_batch(&mut e)).unwrap();
+        }
+        let drop = horizons(late).1;
+        assert!(drop > t0() + 2 * DAY, "all three are past retention");
+        let left = store.scan(b"b").unwrap();
+        assert_eq!(left.len(), 1, "only the last probe's bucket is stored");
+        let after = e.numbers(slo, &Scope::Customer(acme), t0(), t0() + 3 * DAY, now);
+        assert_eq!((after.good, after.bad), (0.0, 0.0), "dropped as in memory");
+        let back = restore(&cfg, &store).unwrap();
+        let again = back.numbers(slo, &Scope::Customer(acme), late - DAY, late + DAY, now);
+        assert_eq!((again.good, again.bad), (1.0, 0.0));
     }
 }
