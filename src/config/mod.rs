@@ -26,7 +26,7 @@ use crate::model::slo::{
 use crate::model::time::{parse_duration, parse_rfc3339, Millis, DAY, MINUTE, SECOND};
 
 use raw::{
-    quote_key, DateText, RawAlerting, RawCalendar, RawConfig, RawCredit, RawCustomer,
+    quote_key, DateText, RawAlerting, RawCalendar, RawCluster, RawConfig, RawCredit, RawCustomer,
     RawCustomersFile, RawExclusion, RawHttp, RawIngest, RawKafka, RawLimits, RawSlo, RawSloVersion,
     RawState, RawToken,
 };
@@ -260,6 +260,7 @@ fn validate(raw: RawConfig, base_dir: &Path, p: &mut Problems) -> Config {
             .per_customer
             .unwrap_or(defaults.export.per_customer),
     };
+    cluster(raw.cluster, p);
 
     // References are checked against the names as written, so that a calendar
     // or SLO with a problem of its own does not also make every user "dangling".
@@ -535,6 +536,41 @@ fn state(raw: RawState, d: StateConfig, p: &mut Problems) -> StateConfig {
                 d.hot_window
             }),
         },
+    }
+}
+
+/// `[cluster]` of SPEC §8: its values are checked, and running several
+/// instances as one is refused: this build runs one instance, which owns
+/// every partition (a second instance in the same group is fenced or
+/// stays unready, see README "Running on Kafka").
+fn cluster(raw: RawCluster, p: &mut Problems) {
+    if let Some(t) = raw.tasks {
+        if !(1..=4096).contains(&t) {
+            p.push("cluster.tasks", format!("{t} is out of range 1..=4096"));
+        }
+    }
+    if let Some(name) = raw.instance.as_deref() {
+        if name.len() > 249 || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            p.push(
+                "cluster.instance",
+                format!("`{name}` must be at most 249 characters without spaces"),
+            );
+        }
+    }
+    if let Some(url) = raw.advertise_url.as_deref().filter(|u| !u.is_empty()) {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            p.push(
+                "cluster.advertise_url",
+                format!("`{url}` is not an http:// or https:// URL"),
+            );
+        }
+    }
+    if raw.enabled == Some(true) {
+        p.push(
+            "cluster.enabled",
+            "cluster mode is not available in this version: run one instance per consumer \
+             group (cluster.enabled = false)",
+        );
     }
 }
 
@@ -1726,6 +1762,35 @@ fn credit(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_cluster_section_is_read_and_cluster_mode_refused_by_name() {
+        let p = problems(
+            r#"
+            [cluster]
+            enabled = true
+            tasks = 0
+            instance = "a b"
+            advertise_url = "a:9464"
+        "#,
+        );
+        assert_problem(&p, "cluster.enabled", "not available in this version");
+        assert_problem(&p, "cluster.tasks", "out of range");
+        assert_problem(&p, "cluster.instance", "without spaces");
+        assert_problem(
+            &p,
+            "cluster.advertise_url",
+            "not an http:// or https:// URL",
+        );
+        assert_eq!(p.len(), 4, "{}", render(&p));
+        ok(r#"
+            [cluster]
+            enabled = false
+            tasks = 12
+            instance = ""
+            advertise_url = ""
+        "#);
+    }
+
     #[test]
     fn sizes_take_binary_units_and_bad_ones_are_named() {
         assert_eq!(parse_size("64MiB"), Some(64 << 20));

@@ -38,6 +38,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub export: RawExport,
     #[serde(default)]
+    pub cluster: RawCluster,
+    #[serde(default)]
     pub customers: Vec<RawCustomer>,
     /// Files holding more `[[customers]]`, relative to the config file's directory.
     #[serde(default)]
@@ -135,6 +137,16 @@ pub struct RawAlerting {
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub struct RawExport {
     pub per_customer: Option<bool>,
+}
+
+/// `[cluster]` (SPEC §8).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub struct RawCluster {
+    pub enabled: Option<bool>,
+    pub tasks: Option<i64>,
+    pub instance: Option<String>,
+    pub advertise_url: Option<String>,
 }
 
 /// One `[[customers]]` entry.
