@@ -120,8 +120,9 @@ pub fn next_day_start(zone: &jiff::tz::TimeZone, t: Millis) -> Millis {
         .unwrap_or(t)
 }
 
-/// Local midnight of `date` (as `query::month_window` resolves it).
-fn midnight(zone: &jiff::tz::TimeZone, date: jiff::civil::Date) -> Option<Millis> {
+/// Local midnight of `date` (a midnight a zone skips resolves to the
+/// instant after the gap).
+pub(crate) fn midnight(zone: &jiff::tz::TimeZone, date: jiff::civil::Date) -> Option<Millis> {
     zone.to_zoned_datetime(date.to_datetime(jiff::civil::Time::midnight()))
         .ok()
         .map(|z| z.timestamp().as_millisecond())

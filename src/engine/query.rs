@@ -28,16 +28,7 @@ pub enum Scope {
 pub fn month_window(year: i16, month: i8, zone: &jiff::tz::TimeZone) -> Option<(Millis, Millis)> {
     let first = jiff::civil::Date::new(year, month, 1).ok()?;
     let next = first.checked_add(jiff::Span::new().months(1)).ok()?;
-    let start = zone
-        .to_zoned_datetime(first.to_datetime(jiff::civil::Time::midnight()))
-        .ok()?;
-    let end = zone
-        .to_zoned_datetime(next.to_datetime(jiff::civil::Time::midnight()))
-        .ok()?;
-    Some((
-        start.timestamp().as_millisecond(),
-        end.timestamp().as_millisecond(),
-    ))
+    Some((super::midnight(zone, first)?, super::midnight(zone, next)?))
 }
 
 /// Parses `YYYY-MM`.

@@ -4,14 +4,10 @@
 //! a month that crosses the boundary.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
 
-use slastream::app::{replay_file, ReplayOptions};
 use slastream::config::Config;
 use slastream::engine::Engine;
-use slastream::model::time::{ManualClock, HOUR};
-use slastream::store::{state, RocksStore, Store};
-use tokio_util::sync::CancellationToken;
+use slastream::model::time::HOUR;
 
 use crate::common::*;
 
@@ -22,34 +18,6 @@ fn config(dir: &Path, hot_window: i64) -> Config {
     cfg.ingest.max_lateness = HOUR;
     cfg.state.hot_window = hot_window;
     cfg
-}
-
-/// Replays `input` into the state of `cfg` as `slastream` does (history
-/// behind the hot window read from the store).
-fn replay_shared(cfg: &Config, input: &Path) {
-    std::fs::create_dir_all(&cfg.state.path).expect("state dir");
-    let store: Arc<dyn Store> = Arc::new(RocksStore::open(&cfg.state.path).expect("open state"));
-    let engine = RwLock::new(state::restore_shared(cfg, store.clone()).expect("restore"));
-    let opts = ReplayOptions {
-        input: input.to_path_buf(),
-        then_serve: false,
-        dead_letter: None,
-        alerts: false,
-    };
-    let clock = ManualClock::new(golden_now());
-    replay_file(
-        &opts,
-        &engine,
-        store.as_ref(),
-        &clock,
-        &CancellationToken::new(),
-    )
-    .expect("replay");
-}
-
-fn restore_shared(cfg: &Config) -> Engine {
-    let store: Arc<dyn Store> = Arc::new(RocksStore::open(&cfg.state.path).expect("open state"));
-    state::restore_shared(cfg, store).expect("restore")
 }
 
 fn buckets_in_memory(e: &Engine) -> u64 {
@@ -77,13 +45,16 @@ async fn answers_are_the_same_whether_history_is_in_memory_or_in_the_store() {
         })
         .collect();
 
-    replay_shared(&huge, &all);
+    std::fs::create_dir_all(&huge.state.path).expect("state dir");
+    std::fs::create_dir_all(&tiny.state.path).expect("state dir");
+    let in_memory = replay_into(&huge, &all);
     // Restarted twice on the way, each time from what is stored.
+    let mut from_store = None;
     for p in &parts {
-        replay_shared(&tiny, p);
+        drop(from_store.take());
+        from_store = Some(replay_into(&tiny, p));
     }
-    let in_memory = restore_shared(&huge);
-    let from_store = restore_shared(&tiny);
+    let from_store = from_store.expect("three parts replayed");
     assert!(
         buckets_in_memory(&from_store) * 4 < buckets_in_memory(&in_memory) * 3,
         "per-customer history left memory (group series stay): {} of {} buckets held",
