@@ -302,7 +302,7 @@ pub fn incident_timeline(events: &[IncidentEv]) -> Option<IncidentTimeline> {
 }
 
 /// What one clock contributes to its SLO.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// Stopped: counted at the stop instant.
     Stopped {

@@ -12,6 +12,7 @@ pub mod customers;
 pub mod dedup;
 pub mod latency;
 pub mod query;
+pub mod settled;
 pub mod versions;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -25,7 +26,7 @@ use crate::model::interval::SpanSet;
 use crate::model::slo::{
     ClockKind, CreditPolicy, Exclusion, Indicator, Level, SloDef, PRIORITIES, SEVERITIES,
 };
-use crate::model::time::{format_duration, Millis};
+use crate::model::time::{floor_minute, format_duration, Millis};
 
 use buckets::{Counts, Series};
 use clock::{
@@ -167,6 +168,28 @@ pub trait History: Send + Sync {
         to: Millis,
         f: &mut dyn FnMut(Millis, Counts),
     ) -> Result<(), String>;
+
+    /// The record of settled ticket `id`, if it left memory.
+    fn settled_ticket(&self, id: &str) -> Result<Option<settled::SettledTicket>, String>;
+
+    /// The ids of the settled tickets of `customer` whose last event is at
+    /// or after `from`.
+    fn settled_tickets_of(&self, customer: &str, from: Millis) -> Result<Vec<String>, String>;
+
+    /// The ids of the settled tickets whose last event is before `before`.
+    fn settled_tickets_before(&self, before: Millis) -> Result<Vec<String>, String>;
+
+    /// Calls `f(breached_at, ticket id, customer, stopped_at)` for each clock
+    /// of SLO `slo` stopped late by a settled ticket, with `breached_at` in
+    /// [from, to), in (breached_at, id, customer) order, until `f` returns
+    /// false.
+    fn settled_breaches(
+        &self,
+        slo: &str,
+        from: Millis,
+        to: Millis,
+        f: &mut dyn FnMut(Millis, &str, &str, Millis) -> bool,
+    ) -> Result<(), String>;
 }
 
 /// Per-customer probe buckets behind the hot window live in the store only.
@@ -187,8 +210,12 @@ pub struct Cold {
     /// its local day holding `below`, so that whole local days are either
     /// in memory or in the day sums and a month never reads the store.
     hot_from: Vec<Millis>,
-    /// The boundary of the latest durable commit.
+    /// The number of the latest durable commit.
     durable: Arc<std::sync::atomic::AtomicI64>,
+    /// The number the next commit gets.
+    next_commit: i64,
+    /// Commits built, not yet seen durable: (number, hot boundary then).
+    commits: std::collections::VecDeque<(i64, Millis)>,
 }
 
 /// A run-time exclusion added through the API.
@@ -221,12 +248,17 @@ pub struct Item<E> {
     /// Events of this item under their own keys in the store (appended in
     /// arrival order, numbered from 0).
     pub stored: u32,
+    /// The store holds it as a settled ticket (one record, see
+    /// `settled`), not as events: it leaves memory once that is durable.
+    pub settled: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct Items<E> {
     pub list: Vec<Item<E>>,
     pub index: HashMap<String, ItemIdx>,
+    /// Slots of `list` whose item left memory, for reuse.
+    free: Vec<ItemIdx>,
 }
 
 impl<E> Default for Items<E> {
@@ -234,6 +266,7 @@ impl<E> Default for Items<E> {
         Items {
             list: Vec::new(),
             index: HashMap::new(),
+            free: Vec::new(),
         }
     }
 }
@@ -243,14 +276,46 @@ impl<E> Items<E> {
         if let Some(i) = self.index.get(id) {
             return *i;
         }
-        let i = self.list.len() as ItemIdx;
-        self.list.push(Item {
+        let item = Item {
             id: id.to_string(),
             events: Vec::new(),
             stored: 0,
-        });
+            settled: false,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.list[i as usize] = item;
+                i
+            }
+            None => {
+                self.list.push(item);
+                (self.list.len() - 1) as ItemIdx
+            }
+        };
         self.index.insert(id.to_string(), i);
         i
+    }
+
+    /// Lets item `i` leave memory; its slot is reused.
+    pub(crate) fn free(&mut self, i: ItemIdx) {
+        let it = &mut self.list[i as usize];
+        self.index.remove(&it.id);
+        *it = Item {
+            id: String::new(),
+            events: Vec::new(),
+            stored: 0,
+            settled: false,
+        };
+        self.free.push(i);
+    }
+
+    /// The items in memory.
+    pub fn len(&self) -> usize {
+        self.list.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -321,6 +386,9 @@ pub struct SloState {
     /// `incident_availability`: downtime per customer, per incident.
     pub downtime: HashMap<CustomerIdx, BTreeMap<ItemIdx, SpanSet>>,
     pub downtime_by_item: HashMap<ItemIdx, Vec<CustomerIdx>>,
+    /// Clocks stopped late by settled tickets (whose record is in the
+    /// store), per (customer, level): counted here, not in `clock_index`.
+    pub settled_bad: HashMap<(CustomerIdx, Level), u64>,
 }
 
 impl SloState {
@@ -461,6 +529,16 @@ pub enum ItemOp<E> {
     Append { item: ItemIdx, n: u32, ev: E },
     /// The item dropped by retention: its `stored` events are deleted.
     Gone { item: ItemIdx, stored: u32 },
+    /// The settled ticket's events (`stored` of them) give way to one
+    /// record of it (`settled`).
+    Settle { item: ItemIdx, stored: u32 },
+    /// The settled ticket whose record was `old` is stored as its events
+    /// again (`events`, numbered from 0).
+    Revive {
+        item: ItemIdx,
+        events: Vec<E>,
+        old: Box<settled::SettledTicket>,
+    },
 }
 
 /// What changed since the last `take_dirty`, for the store.
@@ -476,6 +554,11 @@ pub struct Dirty {
     /// Stored per-customer probe buckets that left memory and starting
     /// before this are past retention: deleted from the store.
     pub history_dropped_before: Option<Millis>,
+    /// (slo, customer, level) of changed `SloState::settled_bad` counts.
+    pub settled_bad: HashSet<(u32, CustomerIdx, Level)>,
+    /// What the stored clock outcomes were derived under changed (see
+    /// `Engine::fingerprint`).
+    pub fingerprint: bool,
 }
 
 pub struct Engine {
@@ -513,6 +596,18 @@ pub struct Engine {
     /// (fine horizon, retention horizon) of the last `compact`: stored
     /// buckets are read as if folded and dropped by it.
     pub(crate) compacted: (Millis, Millis),
+    /// Settled tickets written to the store as records, by the number of
+    /// the commit holding them: they leave memory once it is durable.
+    pub(crate) settling: HashMap<ItemIdx, i64>,
+    /// The hot boundary of the last look for settled tickets.
+    pub(crate) settled_below: Millis,
+    /// Settled tickets came back into memory since that look.
+    pub(crate) settle_due: bool,
+    /// Clock outcomes are being taken as the store counted them: what
+    /// they count is already in the series.
+    pub(crate) adopting: bool,
+    /// A hash of the configuration clocks are judged by.
+    config_print: u64,
 }
 
 impl Engine {
@@ -569,6 +664,11 @@ impl Engine {
             }),
             cold: None,
             compacted: (Millis::MIN, Millis::MIN),
+            settling: HashMap::new(),
+            settled_below: Millis::MIN,
+            settle_due: false,
+            adopting: false,
+            config_print: settled::config_print(cfg),
         }
     }
 
@@ -594,6 +694,8 @@ impl Engine {
             below: Millis::MIN,
             hot_from: Vec::new(),
             durable: Arc::new(std::sync::atomic::AtomicI64::new(Millis::MIN)),
+            next_commit: 0,
+            commits: std::collections::VecDeque::new(),
         });
     }
 
@@ -606,13 +708,23 @@ impl Engine {
         Some(w.saturating_sub(cold.hot).div_euclid(day) * day)
     }
 
-    /// What a commit built now lets leave memory once it is durable.
-    pub fn durable_mark(&self) -> Option<crate::store::DurableMark> {
-        let cold = self.cold.as_ref()?;
+    /// What a commit built now lets leave memory once it is durable: the
+    /// store raises the mark to the commit's number.
+    pub fn durable_mark(&mut self) -> Option<crate::store::DurableMark> {
+        let boundary = self.hot_boundary().unwrap_or(Millis::MIN);
+        let cold = self.cold.as_mut()?;
+        let n = cold.next_commit;
+        cold.next_commit += 1;
+        cold.commits.push_back((n, boundary));
         Some(crate::store::DurableMark {
             mark: cold.durable.clone(),
-            value: self.hot_boundary()?,
+            value: n,
         })
+    }
+
+    /// The number the next commit gets (see `durable_mark`).
+    pub(crate) fn next_commit(&self) -> Option<i64> {
+        self.cold.as_ref().map(|c| c.next_commit)
     }
 
     /// Forgets the per-customer probe buckets below the boundary of the
@@ -622,7 +734,19 @@ impl Engine {
         let Some(cold) = self.cold.as_mut() else {
             return;
         };
-        let to = cold.durable.load(std::sync::atomic::Ordering::SeqCst);
+        let done = cold.durable.load(std::sync::atomic::Ordering::SeqCst);
+        let mut to = cold.below;
+        while let Some(&(n, boundary)) = cold.commits.front() {
+            if n > done {
+                break;
+            }
+            to = to.max(boundary);
+            cold.commits.pop_front();
+        }
+        self.forget_settled(done);
+        let Some(cold) = self.cold.as_mut() else {
+            return;
+        };
         if to <= cold.below {
             return;
         }
@@ -750,8 +874,12 @@ impl Engine {
         let b = self.hot_boundary()?;
         let cold = self.cold.as_mut()?;
         cold.below = b;
-        cold.durable.store(b, std::sync::atomic::Ordering::SeqCst);
         Some(b)
+    }
+
+    /// Whether SLO `slo` counts probes.
+    pub(crate) fn is_probe_slo(&self, slo: usize) -> bool {
+        self.probe_slos.contains(&slo)
     }
 
     /// Whether SLO `slo` keeps per-customer history in the store.
@@ -911,7 +1039,7 @@ impl Engine {
                     })
                     .sum::<usize>()) as u64;
         }
-        f.items = (self.tickets.list.len() + self.incidents.list.len()) as u64;
+        f.items = (self.tickets.len() + self.incidents.len()) as u64;
         f.customers = self.customers.len() as u64;
         f
     }
@@ -1061,6 +1189,9 @@ impl Engine {
                 if self.track_dirty {
                     self.dirty.customers.insert(idx);
                 }
+                // Its settled tickets are judged anew below; back in
+                // memory first, so what they counted moves with it.
+                self.fault_in_customer(idx, Millis::MIN);
                 self.withdraw_moved(idx, from_group);
                 let to_group = self.customers.get(idx).group;
                 for s in 0..self.slos.len() {
@@ -1251,7 +1382,7 @@ impl Engine {
                 &ev.event_id,
             );
         }
-        let item = self.tickets.get_or_insert(&t.ticket_id);
+        let item = self.ticket_item(&t.ticket_id);
         let opened = t.action == crate::model::event::TicketAction::Opened;
         let stored = TicketEv {
             at: ev.occurred_at,
@@ -1344,6 +1475,8 @@ impl Engine {
             return;
         }
         st.clock_index.replace(item, &old, &new);
+        let adopting = self.adopting;
+        let track = self.track_dirty;
         // Net change per group and per (group, level); only its negative
         // part is withdrawn, so an outcome that merely moves in time (or is
         // re-derived unchanged) withdraws nothing.
@@ -1352,11 +1485,15 @@ impl Engine {
         for (c, o) in &old.list {
             let g = self.customers.get(*c).group;
             match *o {
-                Outcome::Stopped { at, good, .. } => {
+                Outcome::Stopped { at, good, .. } if !adopting => {
                     st.customer_series(*c).sub(at, Counts::one(good));
                     st.group_series(g).sub(at, Counts::one(good));
                     events.entry(g).or_default().sub(Counts::one(good));
+                    if track {
+                        self.dirty.buckets.insert((s as u32, *c, floor_minute(at)));
+                    }
                 }
+                Outcome::Stopped { .. } => {}
                 Outcome::Running { breach_at: Some(b) } => {
                     st.pending.remove(&(b, item, *c));
                     if let Some(p) = st.pending_by_customer.get_mut(c) {
@@ -1368,18 +1505,22 @@ impl Engine {
                 }
                 Outcome::Running { breach_at: None } => {}
             }
-            if stopped_bad(o) {
+            if stopped_bad(o) && !adopting {
                 *breaches.entry((g, old.level)).or_default() -= 1;
             }
         }
         for (c, o) in &new.list {
             let g = self.customers.get(*c).group;
             match *o {
-                Outcome::Stopped { at, good, .. } => {
+                Outcome::Stopped { at, good, .. } if !adopting => {
                     st.customer_series(*c).add(at, Counts::one(good));
                     st.group_series(g).add(at, Counts::one(good));
                     events.entry(g).or_default().add(Counts::one(good));
+                    if track {
+                        self.dirty.buckets.insert((s as u32, *c, floor_minute(at)));
+                    }
                 }
+                Outcome::Stopped { .. } => {}
                 Outcome::Running { breach_at: Some(b) } => {
                     st.pending.insert((b, item, *c));
                     st.pending_by_customer
@@ -1389,7 +1530,7 @@ impl Engine {
                 }
                 Outcome::Running { breach_at: None } => {}
             }
-            if stopped_bad(o) {
+            if stopped_bad(o) && !adopting {
                 *breaches.entry((g, new.level)).or_default() += 1;
             }
         }
@@ -1453,6 +1594,10 @@ impl Engine {
     }
 
     pub(crate) fn recompute_ticket(&mut self, item: ItemIdx) {
+        if self.tickets.list[item as usize].settled {
+            // Its record would no longer say what it counts.
+            self.revive(item, None);
+        }
         let tl = ticket_timeline(&self.tickets.list[item as usize].events);
         for k in 0..self.ticket_slos.len() {
             let s = self.ticket_slos[k];
@@ -1608,8 +1753,12 @@ impl Engine {
         // from every window we keep; their ids stay in `index` as tombstones
         // so the dense indices remain valid.
         let old_ticket = |events: &[TicketEv]| events.last().is_some_and(|e| e.at < drop_before);
+        self.fault_in_past(drop_before);
         for t in 0..self.tickets.list.len() {
             if old_ticket(&self.tickets.list[t].events) {
+                if self.tickets.list[t].settled {
+                    self.revive(t as ItemIdx, None);
+                }
                 self.tickets.list[t].events.clear();
                 self.recompute_ticket(t as ItemIdx);
                 let it = &mut self.tickets.list[t];
@@ -1688,9 +1837,11 @@ impl Engine {
             created_at: now,
         };
         self.next_exclusion_id += 1;
+        self.fault_in_excluded(&r.exclusion);
         self.runtime_exclusions.push(r.clone());
         self.push_audit(now, who, "add", r.id, None, Some(r.clone()));
         self.recompute_all();
+        self.dirty.fingerprint = true;
         r
     }
 
@@ -1702,9 +1853,11 @@ impl Engine {
         now: Millis,
     ) -> Option<RuntimeExclusion> {
         let pos = self.runtime_exclusions.iter().position(|r| r.id == id)?;
+        self.fault_in_excluded(&self.runtime_exclusions[pos].exclusion.clone());
         let r = self.runtime_exclusions.remove(pos);
         self.push_audit(now, who, "delete", id, Some(r.clone()), None);
         self.recompute_all();
+        self.dirty.fingerprint = true;
         Some(r)
     }
 

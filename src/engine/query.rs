@@ -6,7 +6,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::buckets::Counts;
-use super::clock::{elapsed_at, incident_timeline, ticket_timeline, ClockRun, Outcome};
+use super::clock::{elapsed_at, incident_timeline, ticket_timeline, ClockRun, Outcome, TicketEv};
 use super::customers::{CustomerIdx, GroupIdx};
 use super::{Contrib, Engine, ItemIdx};
 use crate::model::interval::SpanSet;
@@ -185,39 +185,52 @@ pub struct ClockIndex {
 impl ClockIndex {
     /// Replaces what `item` contributes (`old`) with `new`.
     pub(crate) fn replace(&mut self, item: ItemIdx, old: &Contrib, new: &Contrib) {
-        self.running.remove(&item);
-        for (c, o) in &old.list {
-            if let Outcome::Stopped {
-                at,
-                good: false,
-                breach_at,
-            } = *o
-            {
-                self.stopped_bad
-                    .remove(&(breach_at.unwrap_or(at), item, *c));
-                if let Some(n) = self.stopped_bad_count.get_mut(&(*c, old.level)) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.stopped_bad_count.remove(&(*c, old.level));
-                    }
-                }
-            }
+        self.entries(item, old, false);
+        self.count(old, -1);
+        self.entries(item, new, true);
+        self.count(new, 1);
+    }
+
+    /// Adds (or removes) the entries of what `item` contributes: whether it
+    /// runs, and its clocks stopped late.
+    pub(crate) fn entries(&mut self, item: ItemIdx, contrib: &Contrib, add: bool) {
+        if !add {
+            self.running.remove(&item);
         }
-        for (c, o) in &new.list {
+        for (c, o) in &contrib.list {
             match *o {
                 Outcome::Running { .. } => {
-                    self.running.insert(item);
+                    if add {
+                        self.running.insert(item);
+                    }
                 }
                 Outcome::Stopped {
                     at,
                     good: false,
                     breach_at,
                 } => {
-                    self.stopped_bad
-                        .insert((breach_at.unwrap_or(at), item, *c), at);
-                    *self.stopped_bad_count.entry((*c, new.level)).or_default() += 1;
+                    let k = (breach_at.unwrap_or(at), item, *c);
+                    if add {
+                        self.stopped_bad.insert(k, at);
+                    } else {
+                        self.stopped_bad.remove(&k);
+                    }
                 }
                 Outcome::Stopped { good: true, .. } => {}
+            }
+        }
+    }
+
+    /// Adds `sign` times the clocks of `contrib` stopped late to the counts.
+    pub(crate) fn count(&mut self, contrib: &Contrib, sign: i64) {
+        for (c, o) in &contrib.list {
+            if matches!(o, Outcome::Stopped { good: false, .. }) {
+                let k = (*c, contrib.level);
+                let n = self.stopped_bad_count.entry(k).or_default();
+                *n = n.saturating_add_signed(sign);
+                if *n == 0 {
+                    self.stopped_bad_count.remove(&k);
+                }
             }
         }
     }
@@ -280,15 +293,17 @@ pub struct BreachPage {
 struct Candidate<'a> {
     breached_at: Millis,
     slo: usize,
-    item: ItemIdx,
+    /// The item in memory, or `None` for a settled ticket read from the
+    /// store.
+    item: Option<ItemIdx>,
     customer: CustomerIdx,
     stopped_at: Option<Millis>,
-    key: (&'a str, &'a str, &'a str),
+    key: (&'a str, std::borrow::Cow<'a, str>, &'a str),
 }
 
 impl Candidate<'_> {
     fn key(&self) -> (Millis, &str, &str, &str) {
-        (self.breached_at, self.key.0, self.key.1, self.key.2)
+        (self.breached_at, self.key.0, &self.key.1, self.key.2)
     }
 
     fn to_key(&self) -> BreachKey {
@@ -646,6 +661,9 @@ impl Engine {
                 .take_while(|(b, _, _)| *b < hi.min(now))
                 .map(|&(b, item, c)| (b, item, c, None));
             more |= self.breach_candidates(s, running, q, keep, &mut cands);
+            if def.indicator.is_ticket() {
+                more |= self.settled_breach_candidates(s, (lo, hi), q, keep, &mut cands);
+            }
         }
         cands.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
         (cands, more)
@@ -653,13 +671,26 @@ impl Engine {
 
     /// The entries of `cands`, each item's timeline derived once.
     fn breach_entries(&self, cands: &[Candidate<'_>], now: Millis) -> Vec<Breach> {
-        let mut clocks: HashMap<(usize, ItemIdx), Option<ItemClock>> = HashMap::new();
+        // Settled tickets' events, read once each.
+        let mut settled: HashMap<&str, Option<Vec<TicketEv>>> = HashMap::new();
+        for c in cands.iter().filter(|c| c.item.is_none()) {
+            settled
+                .entry(&c.key.1)
+                .or_insert_with(|| self.settled_events(&c.key.1));
+        }
+        let mut clocks: HashMap<(usize, &str), Option<ItemClock>> = HashMap::new();
         let mut breaches = Vec::with_capacity(cands.len());
         for c in cands {
             let def = self.slo(c.slo);
             let ic = clocks
-                .entry((c.slo, c.item))
-                .or_insert_with(|| self.item_clock(def, c.item));
+                .entry((c.slo, &c.key.1))
+                .or_insert_with(|| match c.item {
+                    Some(item) => self.item_clock(def, item),
+                    None => settled
+                        .get(&*c.key.1)
+                        .and_then(|e| e.as_deref())
+                        .and_then(|events| ticket_clock(def, &c.key.1, events)),
+                });
             let Some(ic) = ic else { continue };
             if let Some(b) =
                 self.breach_entry(c.slo, def, ic, c.customer, c.breached_at, c.stopped_at, now)
@@ -709,12 +740,12 @@ impl Engine {
             let cand = Candidate {
                 breached_at,
                 slo: s,
-                item,
+                item: Some(item),
                 customer,
                 stopped_at,
                 key: (
                     def.name.as_str(),
-                    id.as_str(),
+                    std::borrow::Cow::Borrowed(id.as_str()),
                     &*self.customers.get(customer).id,
                 ),
             };
@@ -728,6 +759,87 @@ impl Engine {
         false
     }
 
+    /// `breach_candidates` for the clocks stopped late by settled tickets
+    /// (read from the store) with `breached_at` in `range`; a ticket in
+    /// memory is listed from there.
+    fn settled_breach_candidates<'a>(
+        &'a self,
+        s: usize,
+        range: (Millis, Millis),
+        q: &BreachQuery,
+        keep: &dyn Fn(CustomerIdx) -> bool,
+        out: &mut Vec<Candidate<'a>>,
+    ) -> bool {
+        let Some(cold) = self.cold.as_ref() else {
+            return false;
+        };
+        let def = self.slo(s);
+        let after = q.after.as_ref().map(|a| {
+            (
+                a.breached_at,
+                a.slo.as_str(),
+                a.id.as_str(),
+                a.customer.as_str(),
+            )
+        });
+        let (mut taken, mut last, mut more) = (0usize, Millis::MIN, false);
+        let r = cold.history.settled_breaches(
+            &def.name,
+            range.0,
+            range.1,
+            &mut |breached_at, id, customer, stopped_at| {
+                if self.tickets.index.contains_key(id) {
+                    return true;
+                }
+                let Some(c) = self.customers.lookup(customer) else {
+                    return true;
+                };
+                if q.customer.is_some_and(|x| x != c) || !keep(c) {
+                    return true;
+                }
+                if q.limit.is_some_and(|l| taken >= l) && breached_at > last {
+                    more = true;
+                    return false;
+                }
+                let cand = Candidate {
+                    breached_at,
+                    slo: s,
+                    item: None,
+                    customer: c,
+                    stopped_at: Some(stopped_at),
+                    key: (
+                        def.name.as_str(),
+                        std::borrow::Cow::Owned(id.to_string()),
+                        &*self.customers.get(c).id,
+                    ),
+                };
+                if after.is_some_and(|a| cand.key() <= a) {
+                    return true;
+                }
+                taken += 1;
+                last = breached_at;
+                out.push(cand);
+                true
+            },
+        );
+        if let Err(e) = r {
+            tracing::error!(error = %e, "reading settled tickets' breaches from the state store failed");
+        }
+        more
+    }
+
+    /// The events of settled ticket `id`, read from the store.
+    fn settled_events(&self, id: &str) -> Option<Vec<TicketEv>> {
+        let cold = self.cold.as_ref()?;
+        match cold.history.settled_ticket(id) {
+            Ok(r) => r.map(|r| r.events),
+            Err(e) => {
+                tracing::error!(ticket = id, error = %e, "reading a settled ticket from the state store failed");
+                None
+            }
+        }
+    }
+
     /// The number of entries of `breaches(None, None, now)` per (slo, group,
     /// level), without building them: what `/metrics` exports. It costs the
     /// customers with a late stop and the running clocks past their breach
@@ -735,7 +847,8 @@ impl Engine {
     pub fn breach_counts(&self, now: Millis) -> BTreeMap<(usize, GroupIdx, Level), u64> {
         let mut out = BTreeMap::new();
         for (s, st) in self.slos.iter().enumerate() {
-            for ((c, level), n) in &st.clock_index.stopped_bad_count {
+            let stopped = st.clock_index.stopped_bad_count.iter();
+            for ((c, level), n) in stopped.chain(&st.settled_bad) {
                 let g = self.customers.get(*c).group;
                 *out.entry((s, g, *level)).or_default() += n;
             }
@@ -845,18 +958,7 @@ impl Engine {
     fn item_clock(&self, def: &SloDef, item: ItemIdx) -> Option<ItemClock<'_>> {
         if def.indicator.is_ticket() {
             let it = &self.tickets.list[item as usize];
-            let tl = ticket_timeline(&it.events)?;
-            let run = if def.indicator == Indicator::TicketResponse {
-                tl.response
-            } else {
-                tl.resolution
-            };
-            Some(ItemClock {
-                kind: "ticket",
-                id: &it.id,
-                run,
-                pauses: def.pausable.then_some(tl.pauses),
-            })
+            ticket_clock(def, &it.id, &it.events)
         } else {
             let it = &self.incidents.list[item as usize];
             let tl = incident_timeline(&it.events)?;
@@ -948,6 +1050,22 @@ pub fn exhaustion(n: &Numbers, burn_rate: f64, window_seconds: f64) -> Option<f6
     }
     let remaining = n.budget_remaining.unwrap_or(0.0).max(0.0);
     Some(remaining * window_seconds / burn_rate)
+}
+
+/// The clock of ticket SLO `def` that ticket `id` with `events` runs.
+fn ticket_clock<'a>(def: &SloDef, id: &'a str, events: &[TicketEv]) -> Option<ItemClock<'a>> {
+    let tl = ticket_timeline(events)?;
+    let run = if def.indicator == Indicator::TicketResponse {
+        tl.response
+    } else {
+        tl.resolution
+    };
+    Some(ItemClock {
+        kind: "ticket",
+        id,
+        run,
+        pauses: def.pausable.then_some(tl.pauses),
+    })
 }
 
 /// `P1`.. for a ticket, `SEV1`.. for an incident.

@@ -1717,8 +1717,9 @@ fn check(sc: &Scenario) -> Result<(), TestCaseError> {
     // every commit (a hot window of nothing but the current day), read
     // back from the store.
     let store = crate::store::MemStore::default();
-    let mut cold = engine();
-    cold.track_changes(true);
+    let cfg = config::parse(CONFIG, &[], Path::new(".")).expect("test config is valid");
+    let mut cold =
+        crate::store::state::restore_at(&cfg, &store, wall_now(), None).expect("empty store");
     let shared: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(store.clone());
     cold.keep_history_unchecked(
         std::sync::Arc::new(crate::store::state::StoreHistory(shared)),
@@ -1745,11 +1746,32 @@ fn check(sc: &Scenario) -> Result<(), TestCaseError> {
         .map(|s| s.len())
         .sum();
     prop_assert!(in_memory <= everywhere);
+    prop_assert!(cold.tickets.len() <= sorted.tickets.len());
+    // The same state restored (what settled tickets count read from the
+    // store), with the configured hot window.
+    let shared: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(store.clone());
+    let restored = crate::store::state::restore_at(
+        &cfg,
+        &store,
+        wall_now(),
+        Some(std::sync::Arc::new(crate::store::state::StoreHistory(
+            shared,
+        ))),
+    )
+    .expect("restore");
 
     for now in nows(sc, &model) {
         let expected = observe_model(&model, now, sc.day);
         let got = observe_engine(&sorted, &model, now, sc.day);
         let got_cold = observe_engine(&cold, &model, now, sc.day);
+        let got_restored = observe_engine(&restored, &model, now, sc.day);
+        let d = diff("restored", &got_restored, "sorted", &got);
+        prop_assert!(
+            d.is_empty(),
+            "now = {}: the restored state differs:\n{}",
+            format_rfc3339(now),
+            d.join("\n")
+        );
         let d = diff("cold", &got_cold, "sorted", &got);
         prop_assert!(
             d.is_empty(),

@@ -14,7 +14,19 @@
 //!   arrival order (appended, never rewritten)
 //! - `i` + len id + incident id + n (u32 BE): the same for an incident
 //! - `b` + len slo + slo + len customer + customer + bucket start (i64 BE):
-//!   probe-SLO counts
+//!   per-customer counts of every SLO but `incident_availability` (for a
+//!   clock SLO: its outcomes, at their evaluation instants)
+//! - `T` + ticket id          a settled ticket: its events and what each clock
+//!   SLO counts for it (`engine::settled::SettledTicket`), instead of its `t`
+//!   keys; indexed by
+//!   - `S` + len customer + customer + last event (ordered i64) + ticket id
+//!   - `R` + last event (ordered i64) + ticket id
+//!   - `B` + len slo + slo + breached_at (ordered i64) + len id + id +
+//!     customer → stopped_at (i64 BE): each clock it stopped late
+//! - `K` + len slo + slo + len customer + customer + level: clocks stopped late
+//!   by settled tickets (u64 BE)
+//! - `f`                      fingerprint of what stored clock outcomes were
+//!   derived under (u64 BE, `Engine::fingerprint`)
 //! - `x`                      run-time exclusions and audit log
 //! - `o` + source             input position: `kafka/<topic>/<partition>` → next offset (i64 BE)
 //! - `a` + fingerprint         alert episode (labels, status, targets owed)
@@ -25,17 +37,23 @@
 //! - `y` + seq (u64 BE)       an audit entry `slo_definition` (JSON): a
 //!   difference found at a start; `seq` is shared with the audit entries of `x`
 //!
-//! Clock contributions and downtime are derived: `restore` recomputes them
-//! from the stored events, so they can never disagree with them.
+//! Clock contributions of tickets and incidents in memory, and downtime, are
+//! derived: `restore` recomputes them from the stored events. It takes what
+//! they count from the stored series when the fingerprint says the
+//! configuration and exclusions are those they were counted under, and
+//! otherwise re-derives every clock, settled tickets included.
 //!
 //! Format versions: 1 is the layout without a `v` key, whose bucket keys
 //! joined their parts with `\0` (so a customer id holding `\0` could not be
 //! read back); 2 has length-prefixed bucket keys, a dedup key per event id
 //! (`d` + hash → `occurred_at`) and a ticket's or incident's whole event list
-//! under `t`/`i` + id; 3, the current one, stores dedup ids in blocks and
+//! under `t`/`i` + id; 3 stores dedup ids in blocks and
 //! appends item events, and adds the `s` and `y` tables (a version 2 state
 //! has none: its definitions were never recorded, so they are recorded at
-//! the first start without an audit entry). `restore` writes the version into
+//! the first start without an audit entry); 4, the current one, adds the
+//! clock-SLO buckets, settled tickets and the fingerprint (a version 3 state
+//! has no fingerprint, so its first start re-derives every clock and
+//! writes them). `restore` writes the version into
 //! an empty store, migrates a version 1 or 2 store in one atomic batch, and
 //! refuses a version it does not know.
 
@@ -48,6 +66,7 @@ use crate::config::Config;
 use crate::engine::buckets::Counts;
 use crate::engine::clock::{IncidentEv, TicketEv};
 use crate::engine::customers::SeenCustomer;
+use crate::engine::settled::SettledTicket;
 use crate::engine::versions::{diff_definitions, DefinitionChange};
 use crate::engine::{AuditEntry, Engine, ItemOp, Items, RuntimeExclusion};
 use crate::model::slo::SloDef;
@@ -61,7 +80,7 @@ const VERSION: &[u8] = b"v";
 const UNREADABLE_V1: u8 = b'z';
 
 /// The format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Table of the SLO definitions the state last ran with.
 const DEFINITIONS: u8 = b's';
@@ -116,6 +135,85 @@ fn bucket_key(slo: &str, customer: &str, start: i64) -> Vec<u8> {
     push_part(&mut k, customer.as_bytes());
     k.extend_from_slice(&start.to_be_bytes());
     k
+}
+
+/// An instant as key bytes that sort in time order (sign bit flipped).
+fn ordered(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn from_ordered(b: &[u8]) -> Option<i64> {
+    let b: [u8; 8] = b.try_into().ok()?;
+    Some((u64::from_be_bytes(b) ^ (1 << 63)) as i64)
+}
+
+const SETTLED: u8 = b'T';
+const SETTLED_BY_CUSTOMER: u8 = b'S';
+const SETTLED_BY_LAST: u8 = b'R';
+const SETTLED_BREACH: u8 = b'B';
+const SETTLED_BAD: u8 = b'K';
+const FINGERPRINT: &[u8] = b"f";
+
+fn settled_key(id: &str) -> Vec<u8> {
+    key(SETTLED, id.as_bytes())
+}
+
+fn settled_by_customer_prefix(customer: &str) -> Vec<u8> {
+    let mut k = vec![SETTLED_BY_CUSTOMER];
+    push_part(&mut k, customer.as_bytes());
+    k
+}
+
+fn settled_by_customer_key(customer: &str, last: Millis, id: &str) -> Vec<u8> {
+    let mut k = settled_by_customer_prefix(customer);
+    k.extend_from_slice(&ordered(last));
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn settled_by_last_key(last: Millis, id: &str) -> Vec<u8> {
+    let mut k = vec![SETTLED_BY_LAST];
+    k.extend_from_slice(&ordered(last));
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn settled_breach_prefix(slo: &str) -> Vec<u8> {
+    let mut k = vec![SETTLED_BREACH];
+    push_part(&mut k, slo.as_bytes());
+    k
+}
+
+fn settled_breach_key(slo: &str, breached_at: Millis, id: &str, customer: &str) -> Vec<u8> {
+    let mut k = settled_breach_prefix(slo);
+    k.extend_from_slice(&ordered(breached_at));
+    push_part(&mut k, id.as_bytes());
+    k.extend_from_slice(customer.as_bytes());
+    k
+}
+
+fn settled_bad_key(slo: &str, customer: &str, level: u8) -> Vec<u8> {
+    let mut k = vec![SETTLED_BAD];
+    push_part(&mut k, slo.as_bytes());
+    push_part(&mut k, customer.as_bytes());
+    k.push(level);
+    k
+}
+
+/// Every index entry of settled ticket `id` whose record is `rec`.
+fn settled_index(id: &str, rec: &SettledTicket) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let last = rec.last_at();
+    let mut out = vec![(settled_by_last_key(last, id), Vec::new())];
+    for c in rec.customers() {
+        out.push((settled_by_customer_key(c, last, id), Vec::new()));
+    }
+    for (slo, breached_at, customer, stopped_at) in rec.breaches() {
+        out.push((
+            settled_breach_key(slo, breached_at, id, customer),
+            stopped_at.to_be_bytes().to_vec(),
+        ));
+    }
+    out
 }
 
 /// (slo, customer, start) of a bucket key; `None` unless it is exactly
@@ -196,6 +294,16 @@ pub fn prepare(store: &dyn Store) -> Result<Prepared, StoreError> {
                 found,
                 ..Prepared::default()
             })
+        }
+        Some(3) => {
+            // Nothing to rewrite: the first restore re-derives the clocks.
+            let mut b = Batch::default();
+            b.put(VERSION.to_vec(), FORMAT_VERSION.to_be_bytes().to_vec());
+            store.write(b)?;
+            return Ok(Prepared {
+                found,
+                ..Prepared::default()
+            });
         }
         Some(2) => {}
         Some(found) => {
@@ -505,6 +613,78 @@ impl crate::engine::History for StoreHistory {
         };
         r.map_err(|e| e.to_string())
     }
+
+    fn settled_ticket(&self, id: &str) -> Result<Option<SettledTicket>, String> {
+        let k = settled_key(id);
+        match self.0.get(&k).map_err(|e| e.to_string())? {
+            None => Ok(None),
+            Some(v) => decode(&k, &v).map(Some).map_err(|e| e.to_string()),
+        }
+    }
+
+    fn settled_tickets_of(&self, customer: &str, from: Millis) -> Result<Vec<String>, String> {
+        let prefix = settled_by_customer_prefix(customer);
+        let mut seek = prefix.clone();
+        seek.extend_from_slice(&ordered(from));
+        let mut out = Vec::new();
+        self.0
+            .for_each_from(&prefix, &seek, &mut |k, _| {
+                let id = k.get(prefix.len() + 8..).unwrap_or_default();
+                out.push(String::from_utf8_lossy(id).into_owned());
+                Ok(true)
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    fn settled_tickets_before(&self, before: Millis) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        let end = ordered(before);
+        self.0
+            .for_each_from(&[SETTLED_BY_LAST], &[SETTLED_BY_LAST], &mut |k, _| {
+                if k.get(1..9).is_none_or(|t| t >= &end[..]) {
+                    return Ok(false);
+                }
+                out.push(String::from_utf8_lossy(&k[9..]).into_owned());
+                Ok(true)
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    fn settled_breaches(
+        &self,
+        slo: &str,
+        from: Millis,
+        to: Millis,
+        f: &mut dyn FnMut(Millis, &str, &str, Millis) -> bool,
+    ) -> Result<(), String> {
+        let prefix = settled_breach_prefix(slo);
+        let mut seek = prefix.clone();
+        seek.extend_from_slice(&ordered(from));
+        self.0
+            .for_each_from(&prefix, &seek, &mut |k, v| {
+                let mut rest = &k[prefix.len()..];
+                let at = rest
+                    .get(..8)
+                    .and_then(from_ordered)
+                    .ok_or_else(|| corrupt(k, "bad settled breach key"))?;
+                if at >= to {
+                    return Ok(false);
+                }
+                rest = &rest[8..];
+                let id =
+                    take_part(&mut rest).ok_or_else(|| corrupt(k, "bad settled breach key"))?;
+                let stopped = i64_of(k, v)?;
+                Ok(f(
+                    at,
+                    &String::from_utf8_lossy(id),
+                    &String::from_utf8_lossy(rest),
+                    stopped,
+                ))
+            })
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Encodes everything that changed in `engine` since the last call, then
@@ -516,6 +696,7 @@ pub fn dirty_batch(engine: &mut Engine) -> Batch {
 }
 
 fn changes_batch(engine: &mut Engine) -> Batch {
+    engine.settle_pass();
     let dirty = engine.take_dirty();
     let mut b = Batch {
         durable: engine.durable_mark(),
@@ -564,7 +745,22 @@ fn changes_batch(engine: &mut Engine) -> Batch {
     // In the order they happened: an item dropped then seen again in one
     // batch has its old events deleted before its new ones are written.
     for op in dirty.tickets {
+        settled_op(&mut b, engine, &op);
         item_op(&mut b, b't', &engine.tickets, op);
+    }
+    for (s, c, level) in dirty.settled_bad {
+        let slo = &engine.settings.slos[s as usize].name;
+        let k = settled_bad_key(slo, &engine.customers.get(c).id, level);
+        match engine.slos[s as usize].settled_bad.get(&(c, level)) {
+            Some(n) => b.put(k, n.to_be_bytes().to_vec()),
+            None => b.delete(k),
+        }
+    }
+    if dirty.fingerprint {
+        b.put(
+            FINGERPRINT.to_vec(),
+            engine.fingerprint().to_be_bytes().to_vec(),
+        );
     }
     for op in dirty.incidents {
         item_op(&mut b, b'i', &engine.incidents, op);
@@ -775,6 +971,35 @@ fn item_op<E: Serialize>(b: &mut Batch, table: u8, items: &Items<E>, op: ItemOp<
                 b.delete(item_key(table, id, n));
             }
         }
+        ItemOp::Settle { .. } | ItemOp::Revive { .. } => {}
+    }
+}
+
+/// A ticket's change of form: events to one settled record, or back.
+fn settled_op(b: &mut Batch, engine: &Engine, op: &ItemOp<TicketEv>) {
+    match op {
+        ItemOp::Settle { item, stored } => {
+            let id = &engine.tickets.list[*item as usize].id;
+            for n in 0..*stored {
+                b.delete(item_key(b't', id.as_bytes(), n));
+            }
+            let rec = engine.settled_record(*item);
+            for (k, v) in settled_index(id, &rec) {
+                b.put(k, v);
+            }
+            b.put(settled_key(id), encode(&rec));
+        }
+        ItemOp::Revive { item, events, old } => {
+            let id = &engine.tickets.list[*item as usize].id;
+            b.delete(settled_key(id));
+            for (k, _) in settled_index(id, old) {
+                b.delete(k);
+            }
+            for (n, ev) in events.iter().enumerate() {
+                b.put(item_key(b't', id.as_bytes(), n as u32), encode(ev));
+            }
+        }
+        _ => {}
     }
 }
 
@@ -886,6 +1111,44 @@ pub fn restore_at(
     }
     e.definition_changes = definition_audit(store)?;
     record_definitions(cfg, store, &mut e, start)?;
+    // What clocks count is taken from the stored series when they were
+    // counted under this configuration and these exclusions (and settled
+    // tickets can be read back); otherwise every clock is derived anew.
+    let stored_print = match store.get(FINGERPRINT)? {
+        Some(v) => Some(i64_of(FINGERPRINT, &v)? as u64),
+        None => None,
+    };
+    let mut any_settled = false;
+    store.for_each_from(&[SETTLED], &[SETTLED], &mut |_, _| {
+        any_settled = true;
+        Ok(false)
+    })?;
+    let counted = stored_print == Some(e.fingerprint()) && (e.cold.is_some() || !any_settled);
+    // Stored clock counts and settled counts a new derivation replaces.
+    let mut stale: Vec<(u32, crate::engine::customers::CustomerIdx, Millis)> = Vec::new();
+    let mut stale_bad = Vec::new();
+    store.for_each(&[SETTLED_BAD], &mut |k, v| {
+        let mut rest = &k[1..];
+        let (Some(slo), Some(cust)) = (take_part(&mut rest), take_part(&mut rest)) else {
+            return Err(corrupt(k, "bad settled count key"));
+        };
+        let level = *rest
+            .first()
+            .ok_or_else(|| corrupt(k, "bad settled count key"))?;
+        let (Some(s), Some(c)) = (
+            e.slo_index(&String::from_utf8_lossy(slo)),
+            e.customers.lookup(&String::from_utf8_lossy(cust)),
+        ) else {
+            return Ok(());
+        };
+        if counted {
+            let n = i64_of(k, v)? as u64;
+            e.slos[s].settled_bad.insert((c, level), n);
+        } else {
+            stale_bad.push((s as u32, c, level));
+        }
+        Ok(())
+    })?;
     store.for_each(b"b", &mut |k, v| {
         let Some((slo, cust, start)) = parse_bucket_key(k) else {
             return Err(StoreError::Corrupt {
@@ -899,6 +1162,10 @@ pub fn restore_at(
         let Some(c) = e.customers.lookup(&cust) else {
             return Ok(());
         };
+        if !counted && !e.is_probe_slo(s) {
+            stale.push((s as u32, c, start));
+            return Ok(());
+        }
         let (good, bad): (i64, i64) = decode(k, v)?;
         let delta = Counts { good, bad };
         let g = e.customers.get(c).group;
@@ -942,9 +1209,52 @@ pub fn restore_at(
         &mut e.incidents,
         |a: &IncidentEv, b: &IncidentEv| a.sort_key().cmp(&b.sort_key()),
     )?;
-    e.recompute_all();
+    let mut revived = Vec::new();
+    if counted {
+        e.adopting = true;
+        e.recompute_all();
+        e.adopting = false;
+    } else {
+        store.for_each(&[SETTLED], &mut |k, v| {
+            let rec: SettledTicket = decode(k, v)?;
+            let id = String::from_utf8_lossy(&k[1..]);
+            let item = e.tickets.get_or_insert(&id);
+            let it = &mut e.tickets.list[item as usize];
+            it.events = rec.events.clone();
+            it.events.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+            it.stored = it.events.len() as u32;
+            revived.push((item, rec));
+            Ok(())
+        })?;
+        e.recompute_all();
+    }
     e.take_dirty();
     e.track_changes(true);
+    if !counted {
+        // Settled tickets are stored as events again (they settle anew),
+        // and every stored clock count is rewritten.
+        for (item, old) in revived {
+            let events = e.tickets.list[item as usize].events.clone();
+            e.dirty.tickets.push(ItemOp::Revive {
+                item,
+                events,
+                old: Box::new(old),
+            });
+        }
+        e.dirty.buckets.extend(stale);
+        for (s, st) in e.slos.iter().enumerate() {
+            if e.is_probe_slo(s) {
+                continue;
+            }
+            for (c, series) in st.by_customer.iter().enumerate() {
+                for (k, _) in series.iter() {
+                    e.dirty.buckets.insert((s as u32, c as u32, k));
+                }
+            }
+        }
+        e.dirty.settled_bad.extend(stale_bad);
+        e.dirty.fingerprint = true;
+    }
     // Folded and dropped as the engine that wrote the state had them (the
     // changes go with the next commit).
     e.maybe_compact();
