@@ -608,6 +608,9 @@ pub struct Engine {
     pub(crate) adopting: bool,
     /// A hash of the configuration clocks are judged by.
     config_print: u64,
+    /// (tickets, incidents) retention emptied, freed after the next commit
+    /// is built.
+    retired: (Vec<ItemIdx>, Vec<ItemIdx>),
 }
 
 impl Engine {
@@ -669,6 +672,7 @@ impl Engine {
             settle_due: false,
             adopting: false,
             config_print: settled::config_print(cfg),
+            retired: (Vec::new(), Vec::new()),
         }
     }
 
@@ -1750,8 +1754,8 @@ impl Engine {
             }
         }
         // Items whose every event is older than the coarse horizon are gone
-        // from every window we keep; their ids stay in `index` as tombstones
-        // so the dense indices remain valid.
+        // from every window we keep; they leave memory with the commit that
+        // deletes their events (`free_retired`).
         let old_ticket = |events: &[TicketEv]| events.last().is_some_and(|e| e.at < drop_before);
         self.fault_in_past(drop_before);
         for t in 0..self.tickets.list.len() {
@@ -1769,6 +1773,7 @@ impl Engine {
                     });
                     it.stored = 0;
                 }
+                self.retired.0.push(t as ItemIdx);
             }
         }
         for i in 0..self.incidents.list.len() {
@@ -1787,6 +1792,29 @@ impl Engine {
                     });
                     it.stored = 0;
                 }
+                self.retired.1.push(i as ItemIdx);
+            }
+        }
+        if !self.track_dirty {
+            self.free_retired();
+        }
+    }
+
+    /// Items retention emptied leave memory (once the commit deleting
+    /// their events is built: its operations name them by slot). One an
+    /// event named again since stays.
+    pub fn free_retired(&mut self) {
+        let (tickets, incidents) = std::mem::take(&mut self.retired);
+        for t in tickets {
+            let it = &self.tickets.list[t as usize];
+            if it.events.is_empty() && !it.settled && !it.id.is_empty() {
+                self.tickets.free(t);
+            }
+        }
+        for i in incidents {
+            let it = &self.incidents.list[i as usize];
+            if it.events.is_empty() && !it.id.is_empty() {
+                self.incidents.free(i);
             }
         }
     }

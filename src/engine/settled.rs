@@ -659,5 +659,31 @@ targets = { P1 = "4h", P2 = "1d", P3 = "3d", P4 = "5d" }
         same(&p, now);
         p.feed("2026-11-09T09:00:00Z", "acme", "T1", "reopened", "");
         same(&p, now);
+        p.feed("2026-11-09T10:00:00Z", "acme", "T1", "resolved", "");
+        p.feed(
+            "2026-11-12T10:00:00Z",
+            "acme",
+            "T5",
+            "opened",
+            r#","priority":"P2""#,
+        );
+        assert!(p.store.get(b"TT1").unwrap().is_some());
+
+        // Past retention every one of them leaves memory and the store.
+        let later = t("2027-12-20T00:00:00Z");
+        p.feed(
+            "2027-12-19T10:00:00Z",
+            "globex",
+            "T6",
+            "opened",
+            r#","priority":"P2""#,
+        );
+        same(&p, later);
+        assert_eq!(p.full.tickets.len(), 1);
+        assert_eq!(p.cold.tickets.len(), 1);
+        for table in [b"T", b"S", b"R", b"B"] {
+            assert_eq!(p.store.scan(table).unwrap(), Vec::new(), "{table:?}");
+        }
+        assert_eq!(p.store.scan(b"t").unwrap().len(), 1, "T6's event");
     }
 }

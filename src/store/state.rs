@@ -691,6 +691,7 @@ impl crate::engine::History for StoreHistory {
 /// lets the engine forget what an earlier durable commit holds for good.
 pub fn dirty_batch(engine: &mut Engine) -> Batch {
     let b = changes_batch(engine);
+    engine.free_retired();
     engine.forget_durable();
     b
 }
