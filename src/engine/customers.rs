@@ -209,7 +209,7 @@ impl Customers {
         &self.groups[idx as usize]
     }
 
-    fn find_group(&self, segment: &str, timezone: &str) -> Option<GroupIdx> {
+    pub(crate) fn find_group(&self, segment: &str, timezone: &str) -> Option<GroupIdx> {
         self.group_by_key.get(segment)?.get(timezone).copied()
     }
 

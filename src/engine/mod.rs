@@ -554,6 +554,17 @@ pub struct Dirty {
     /// Stored per-customer probe buckets that left memory and starting
     /// before this are past retention: deleted from the store.
     pub history_dropped_before: Option<Millis>,
+    /// (slo index, group, bucket start) of group buckets.
+    pub groups: HashSet<(u32, GroupIdx, Millis), BuildHasherDefault<IntHasher>>,
+    /// (slo index, customer, day start) of changed day sums.
+    pub days: HashSet<(u32, CustomerIdx, Millis)>,
+    /// Customers whose day sums are rewritten whole (their zone changed).
+    pub days_all: HashSet<CustomerIdx>,
+    /// Customers whose `hot_from` moved.
+    pub hot_from: HashSet<CustomerIdx>,
+    /// The state gets group series, day sums and `hot_from` whole (it was
+    /// of a layout without them).
+    pub layout: bool,
     /// (slo, customer, level) of changed `SloState::settled_bad` counts.
     pub settled_bad: HashSet<(u32, CustomerIdx, Level)>,
     /// What the stored clock outcomes were derived under changed (see
@@ -771,6 +782,9 @@ impl Engine {
                 continue;
             }
             cold.hot_from[c] = to_c;
+            if self.track_dirty {
+                self.dirty.hot_from.insert(c as CustomerIdx);
+            }
             for &s in &self.probe_slos {
                 let st = &mut self.slos[s];
                 let Some(series) = st.by_customer.get(c) else {
@@ -784,7 +798,11 @@ impl Engine {
                 let mut days = DayFolder::new(zone);
                 let sums = st.cold_days(c as CustomerIdx);
                 for (k, v) in leaving {
-                    sums.add_bucket(days.day_of(k), v);
+                    let day = days.day_of(k);
+                    sums.add_bucket(day, v);
+                    if self.track_dirty {
+                        self.dirty.days.insert((s as u32, c as CustomerIdx, day));
+                    }
                 }
                 st.by_customer[c].forget_below(to_c);
             }
@@ -870,6 +888,10 @@ impl Engine {
         if let Some(cold) = self.cold.as_mut() {
             cold.hot_from[c as usize] = new_from;
         }
+        if self.track_dirty {
+            self.dirty.days_all.insert(c);
+            self.dirty.hot_from.insert(c);
+        }
     }
 
     /// Sets where memory starts after a restore (everything stored is
@@ -879,6 +901,25 @@ impl Engine {
         let cold = self.cold.as_mut()?;
         cold.below = b;
         Some(b)
+    }
+
+    /// Sets where each customer's probe buckets in memory start after a
+    /// restore that read them from `marks` on (none: from the first).
+    pub(crate) fn restore_hot_from(&mut self, marks: &HashMap<CustomerIdx, Millis>) {
+        let customers = self.customers.len();
+        let Some(cold) = self.cold.as_mut() else {
+            return;
+        };
+        cold.hot_from = (0..customers as CustomerIdx)
+            .map(|c| marks.get(&c).copied().unwrap_or(Millis::MIN))
+            .collect();
+        cold.below = marks.values().copied().min().unwrap_or(Millis::MIN);
+    }
+
+    /// Where customer `c`'s probe buckets in memory start, for the store.
+    pub fn hot_from_of(&self, c: CustomerIdx) -> Option<Millis> {
+        let cold = self.cold.as_ref()?;
+        cold.hot_from.get(c as usize).copied()
     }
 
     /// Whether SLO `slo` counts probes.
@@ -1210,6 +1251,10 @@ impl Engine {
                             },
                         );
                         st.group_series(to_group).add_bucket(k, v);
+                        if self.track_dirty {
+                            self.dirty.groups.insert((s as u32, from_group, k));
+                            self.dirty.groups.insert((s as u32, to_group, k));
+                        }
                     }
                 }
                 // Its zone may have changed: its days are other days.
@@ -1315,11 +1360,9 @@ impl Engine {
             st.customer_series(c).add(ev.occurred_at, delta);
             st.group_series(group).add(ev.occurred_at, delta);
             if self.track_dirty {
-                self.dirty.buckets.insert((
-                    s as u32,
-                    c,
-                    crate::model::time::floor_minute(ev.occurred_at),
-                ));
+                let minute = floor_minute(ev.occurred_at);
+                self.dirty.buckets.insert((s as u32, c, minute));
+                self.dirty.groups.insert((s as u32, group, minute));
             }
         }
     }
@@ -1495,6 +1538,7 @@ impl Engine {
                     events.entry(g).or_default().sub(Counts::one(good));
                     if track {
                         self.dirty.buckets.insert((s as u32, *c, floor_minute(at)));
+                        self.dirty.groups.insert((s as u32, g, floor_minute(at)));
                     }
                 }
                 Outcome::Stopped { .. } => {}
@@ -1522,6 +1566,7 @@ impl Engine {
                     events.entry(g).or_default().add(Counts::one(good));
                     if track {
                         self.dirty.buckets.insert((s as u32, *c, floor_minute(at)));
+                        self.dirty.groups.insert((s as u32, g, floor_minute(at)));
                     }
                 }
                 Outcome::Stopped { .. } => {}
@@ -1749,8 +1794,12 @@ impl Engine {
                     }
                 }
             }
-            for series in st.by_group.iter_mut() {
-                series.compact(since, fine_before, drop_before);
+            for (g, series) in st.by_group.iter_mut().enumerate() {
+                for key in series.compact(since, fine_before, drop_before) {
+                    if self.track_dirty {
+                        self.dirty.groups.insert((s as u32, g as GroupIdx, key));
+                    }
+                }
             }
         }
         // Items whose every event is older than the coarse horizon are gone

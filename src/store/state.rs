@@ -153,6 +153,66 @@ const SETTLED_BY_LAST: u8 = b'R';
 const SETTLED_BREACH: u8 = b'B';
 const SETTLED_BAD: u8 = b'K';
 const FINGERPRINT: &[u8] = b"f";
+const GROUPS: u8 = b'g';
+const DAYS: u8 = b'D';
+const HOT_FROM: u8 = b'H';
+const LAYOUT: &[u8] = b"G";
+
+fn group_key(slo: &str, segment: &str, zone: &str, start: Millis) -> Vec<u8> {
+    let mut k = vec![GROUPS];
+    push_part(&mut k, slo.as_bytes());
+    push_part(&mut k, segment.as_bytes());
+    push_part(&mut k, zone.as_bytes());
+    k.extend_from_slice(&ordered(start));
+    k
+}
+
+fn day_key(slo: &str, customer: &str, day: Millis) -> Vec<u8> {
+    let mut k = vec![DAYS];
+    push_part(&mut k, slo.as_bytes());
+    push_part(&mut k, customer.as_bytes());
+    k.extend_from_slice(&ordered(day));
+    k
+}
+
+/// The parts and the instant of a `g` or `D` key.
+fn parse_series_key(k: &[u8], parts: usize) -> Result<(Vec<&[u8]>, Millis), StoreError> {
+    let mut rest = &k[1..];
+    let mut out = Vec::with_capacity(parts);
+    for _ in 0..parts {
+        out.push(take_part(&mut rest).ok_or_else(|| corrupt(k, "bad series key"))?);
+    }
+    let at = from_ordered(rest).ok_or_else(|| corrupt(k, "bad series key"))?;
+    Ok((out, at))
+}
+
+/// Calls `f` with each stored bucket of (`slo`, `customer`) starting at
+/// or after `from`, in start order.
+fn customer_buckets_from(
+    store: &dyn Store,
+    slo: &str,
+    customer: &str,
+    from: Millis,
+    f: &mut dyn FnMut(Millis, Counts),
+) -> Result<(), StoreError> {
+    let prefix = bucket_key(slo, customer, 0);
+    let prefix = &prefix[..prefix.len() - 8];
+    // Starts are big-endian two's complement: from 0 on they sort in time
+    // order, negative ones (before 1970) after them.
+    let seek = bucket_key(slo, customer, from.max(0));
+    let start_at = if from >= 0 { &seek[..] } else { prefix };
+    store.for_each_from(prefix, start_at, &mut |k, v| {
+        let start: [u8; 8] = k[prefix.len()..]
+            .try_into()
+            .map_err(|_| corrupt(k, "bucket key of the wrong size"))?;
+        let start = i64::from_be_bytes(start);
+        if start >= from {
+            let (good, bad): (i64, i64) = decode(k, v)?;
+            f(start, Counts { good, bad });
+        }
+        Ok(true)
+    })
+}
 
 fn settled_key(id: &str) -> Vec<u8> {
     key(SETTLED, id.as_bytes())
@@ -707,11 +767,21 @@ fn changes_batch(engine: &mut Engine) -> Batch {
     // store lets it go. Starts before 1970 sort after the others and are
     // left (no accepted event has one once a watermark is set).
     if let Some(before) = dirty.history_dropped_before.filter(|b| *b > 0) {
+        let days_before = before - 2 * crate::model::time::DAY;
         for (slo, customer) in engine.cold_series() {
             b.delete_range(
                 bucket_key(slo, customer, 0),
                 bucket_key(slo, customer, before),
             );
+            b.delete_range(
+                day_key(slo, customer, Millis::MIN),
+                day_key(slo, customer, days_before),
+            );
+        }
+    }
+    if dirty.layout {
+        for t in [GROUPS, DAYS, HOT_FROM] {
+            b.delete_range(vec![t], vec![t + 1]);
         }
     }
     if dirty.watermark {
@@ -765,6 +835,58 @@ fn changes_batch(engine: &mut Engine) -> Batch {
     }
     for op in dirty.incidents {
         item_op(&mut b, b'i', &engine.incidents, op);
+    }
+    for (s, g, start) in dirty.groups {
+        let slo = &engine.settings.slos[s as usize].name;
+        let group = engine.customers.group(g);
+        let k = group_key(slo, &group.segment, &group.timezone, start);
+        match engine.slos[s as usize]
+            .by_group
+            .get(g as usize)
+            .and_then(|x| x.get(start))
+        {
+            Some(v) => b.put(k, encode(&(v.good, v.bad))),
+            None => b.delete(k),
+        }
+    }
+    for &c in &dirty.days_all {
+        let id = &engine.customers.get(c).id;
+        for (s, st) in engine.slos.iter().enumerate() {
+            if !engine.is_cold_slo(s) {
+                continue;
+            }
+            let slo = &engine.settings.slos[s].name;
+            b.delete_range(day_key(slo, id, Millis::MIN), day_key(slo, id, Millis::MAX));
+            if let Some(days) = st.cold_days.get(c as usize) {
+                for (day, v) in days.iter() {
+                    b.put(day_key(slo, id, day), encode(&(v.good, v.bad)));
+                }
+            }
+        }
+    }
+    for (s, c, day) in dirty.days {
+        if dirty.days_all.contains(&c) {
+            continue;
+        }
+        let slo = &engine.settings.slos[s as usize].name;
+        let k = day_key(slo, &engine.customers.get(c).id, day);
+        match engine.slos[s as usize]
+            .cold_days
+            .get(c as usize)
+            .and_then(|x| x.get(day))
+        {
+            Some(v) => b.put(k, encode(&(v.good, v.bad))),
+            None => b.delete(k),
+        }
+    }
+    for c in dirty.hot_from {
+        if let Some(from) = engine.hot_from_of(c) {
+            let k = key(HOT_FROM, engine.customers.get(c).id.as_bytes());
+            b.put(k, from.to_be_bytes().to_vec());
+        }
+    }
+    if dirty.layout {
+        b.put(LAYOUT.to_vec(), Vec::new());
     }
     for (s, c, start) in dirty.buckets {
         let slo = &engine.settings.slos[s as usize].name;
@@ -1086,7 +1208,6 @@ pub fn restore_at(
     if let Some(h) = history {
         e.keep_history_in(h, cfg.state.hot_window);
     }
-    let cold_below = e.restored_below();
     // Stored buckets behind retention are gone for the engine that wrote
     // them too (it had them in memory and dropped them).
     let retained_from = e
@@ -1150,6 +1271,16 @@ pub fn restore_at(
         }
         Ok(())
     })?;
+    // A state of this layout has its group series, day sums and each
+    // customer's hot boundary stored: a restart reads those and the hot
+    // part of each customer's buckets only.
+    // (A state restored under another configuration is read whole: a
+    // registry change can move customers between groups.)
+    let layout = counted && store.get(LAYOUT)?.is_some();
+    let cold_below = if layout { None } else { e.restored_below() };
+    if layout {
+        restore_series(store, &mut e)?;
+    } else {
     store.for_each(b"b", &mut |k, v| {
         let Some((slo, cust, start)) = parse_bucket_key(k) else {
             return Err(StoreError::Corrupt {
@@ -1201,6 +1332,7 @@ pub fn restore_at(
         st.group_series(g).add_bucket(start, delta);
         Ok(())
     })?;
+    }
     restore_items(store, b't', &mut e.tickets, |a: &TicketEv, b: &TicketEv| {
         a.sort_key().cmp(&b.sort_key())
     })?;
@@ -1256,10 +1388,93 @@ pub fn restore_at(
         e.dirty.settled_bad.extend(stale_bad);
         e.dirty.fingerprint = true;
     }
+    if !layout {
+        // Written whole (what was stored of them goes first); kept as they
+        // change from then on.
+        e.dirty.layout = true;
+        for (s, st) in e.slos.iter().enumerate() {
+            for (g, series) in st.by_group.iter().enumerate() {
+                for (k, _) in series.iter() {
+                    e.dirty.groups.insert((s as u32, g as u32, k));
+                }
+            }
+        }
+        for (c, _) in e.customers.iter() {
+            if e.hot_from_of(c).is_some() {
+                e.dirty.days_all.insert(c);
+                e.dirty.hot_from.insert(c);
+            }
+        }
+    }
     // Folded and dropped as the engine that wrote the state had them (the
     // changes go with the next commit).
     e.maybe_compact();
     Ok(e)
+}
+
+/// Reads the series of a state that stores them: group series, day sums
+/// and each customer's hot boundary, the per-customer probe buckets from
+/// that boundary on and the clock-SLO buckets whole.
+fn restore_series(store: &dyn Store, e: &mut Engine) -> Result<(), StoreError> {
+    use std::collections::HashMap;
+    let cold = e.cold.is_some();
+    let mut marks = HashMap::new();
+    if cold {
+        store.for_each(&[HOT_FROM], &mut |k, v| {
+            if let Some(c) = e.customers.lookup(&String::from_utf8_lossy(&k[1..])) {
+                marks.insert(c, i64_of(k, v)?);
+            }
+            Ok(())
+        })?;
+        store.for_each(&[DAYS], &mut |k, v| {
+            let (parts, day) = parse_series_key(k, 2)?;
+            let s = e.slo_index(&String::from_utf8_lossy(parts[0]));
+            let c = e.customers.lookup(&String::from_utf8_lossy(parts[1]));
+            if let (Some(s), Some(c)) = (s, c) {
+                if e.is_cold_slo(s) {
+                    let (good, bad): (i64, i64) = decode(k, v)?;
+                    e.slos[s].cold_days(c).add_bucket(day, Counts { good, bad });
+                }
+            }
+            Ok(())
+        })?;
+    }
+    store.for_each(&[GROUPS], &mut |k, v| {
+        let (parts, start) = parse_series_key(k, 3)?;
+        let s = e.slo_index(&String::from_utf8_lossy(parts[0]));
+        let g = e.customers.find_group(
+            &String::from_utf8_lossy(parts[1]),
+            &String::from_utf8_lossy(parts[2]),
+        );
+        let (Some(s), Some(g)) = (s, g) else {
+            return Ok(());
+        };
+        let (good, bad): (i64, i64) = decode(k, v)?;
+        e.slos[s].group_series(g).add_bucket(start, Counts { good, bad });
+        Ok(())
+    })?;
+    let customers: Vec<(crate::engine::customers::CustomerIdx, String)> = e
+        .customers
+        .iter()
+        .map(|(c, x)| (c, x.id.to_string()))
+        .collect();
+    for s in 0..e.settings.slos.len() {
+        let name = e.settings.slos[s].name.clone();
+        let probe = e.is_probe_slo(s);
+        for (c, id) in &customers {
+            let from = if probe {
+                marks.get(c).copied().unwrap_or(Millis::MIN)
+            } else {
+                Millis::MIN
+            };
+            let series = e.slos[s].customer_series(*c);
+            customer_buckets_from(store, &name, id, from, &mut |start, v| {
+                series.add_bucket(start, v);
+            })?;
+        }
+    }
+    e.restore_hot_from(&marks);
+    Ok(())
 }
 
 /// The run-time exclusions and audit log alone, for a mutation that is
