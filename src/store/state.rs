@@ -1281,57 +1281,57 @@ pub fn restore_at(
     if layout {
         restore_series(store, &mut e)?;
     } else {
-    store.for_each(b"b", &mut |k, v| {
-        let Some((slo, cust, start)) = parse_bucket_key(k) else {
-            return Err(StoreError::Corrupt {
-                key: k.escape_ascii().to_string(),
-                reason: "bad bucket key".into(),
-            });
-        };
-        let Some(s) = e.slo_index(&slo) else {
-            return Ok(());
-        };
-        let Some(c) = e.customers.lookup(&cust) else {
-            return Ok(());
-        };
-        if !counted && !e.is_probe_slo(s) {
-            stale.push((s as u32, c, start));
-            return Ok(());
-        }
-        let (good, bad): (i64, i64) = decode(k, v)?;
-        let delta = Counts { good, bad };
-        let g = e.customers.get(c).group;
-        if hot_from.as_ref().is_none_or(|(x, _)| *x != c) {
-            hot_from = Some((c, e.restored_hot_from(c)));
-        }
-        let cold = e.is_cold_slo(s)
-            && cold_below.is_some()
-            && hot_from.as_ref().is_some_and(|(_, b)| start < *b);
-        if cold && start < retained_from {
-            return Ok(());
-        }
-        if cold {
-            // Keys come in (slo, customer, start) order: the day found for
-            // the previous key is mostly this one's.
-            if days.as_ref().is_none_or(|(x, y, _)| (*x, *y) != (s, c)) {
-                days = Some((
-                    s,
-                    c,
-                    crate::engine::DayFolder::new(&e.customers.get(c).zone),
-                ));
+        store.for_each(b"b", &mut |k, v| {
+            let Some((slo, cust, start)) = parse_bucket_key(k) else {
+                return Err(StoreError::Corrupt {
+                    key: k.escape_ascii().to_string(),
+                    reason: "bad bucket key".into(),
+                });
+            };
+            let Some(s) = e.slo_index(&slo) else {
+                return Ok(());
+            };
+            let Some(c) = e.customers.lookup(&cust) else {
+                return Ok(());
+            };
+            if !counted && !e.is_probe_slo(s) {
+                stale.push((s as u32, c, start));
+                return Ok(());
             }
-            if let Some((_, _, folder)) = days.as_mut() {
-                let day = folder.day_of(start);
-                e.slos[s].cold_days(c).add_bucket(day, delta);
+            let (good, bad): (i64, i64) = decode(k, v)?;
+            let delta = Counts { good, bad };
+            let g = e.customers.get(c).group;
+            if hot_from.as_ref().is_none_or(|(x, _)| *x != c) {
+                hot_from = Some((c, e.restored_hot_from(c)));
             }
-        }
-        let st = &mut e.slos[s];
-        if !cold {
-            st.customer_series(c).add_bucket(start, delta);
-        }
-        st.group_series(g).add_bucket(start, delta);
-        Ok(())
-    })?;
+            let cold = e.is_cold_slo(s)
+                && cold_below.is_some()
+                && hot_from.as_ref().is_some_and(|(_, b)| start < *b);
+            if cold && start < retained_from {
+                return Ok(());
+            }
+            if cold {
+                // Keys come in (slo, customer, start) order: the day found for
+                // the previous key is mostly this one's.
+                if days.as_ref().is_none_or(|(x, y, _)| (*x, *y) != (s, c)) {
+                    days = Some((
+                        s,
+                        c,
+                        crate::engine::DayFolder::new(&e.customers.get(c).zone),
+                    ));
+                }
+                if let Some((_, _, folder)) = days.as_mut() {
+                    let day = folder.day_of(start);
+                    e.slos[s].cold_days(c).add_bucket(day, delta);
+                }
+            }
+            let st = &mut e.slos[s];
+            if !cold {
+                st.customer_series(c).add_bucket(start, delta);
+            }
+            st.group_series(g).add_bucket(start, delta);
+            Ok(())
+        })?;
     }
     restore_items(store, b't', &mut e.tickets, |a: &TicketEv, b: &TicketEv| {
         a.sort_key().cmp(&b.sort_key())
@@ -1450,7 +1450,9 @@ fn restore_series(store: &dyn Store, e: &mut Engine) -> Result<(), StoreError> {
             return Ok(());
         };
         let (good, bad): (i64, i64) = decode(k, v)?;
-        e.slos[s].group_series(g).add_bucket(start, Counts { good, bad });
+        e.slos[s]
+            .group_series(g)
+            .add_bucket(start, Counts { good, bad });
         Ok(())
     })?;
     let customers: Vec<(crate::engine::customers::CustomerIdx, String)> = e
@@ -1460,18 +1462,32 @@ fn restore_series(store: &dyn Store, e: &mut Engine) -> Result<(), StoreError> {
         .collect();
     for s in 0..e.settings.slos.len() {
         let name = e.settings.slos[s].name.clone();
-        let probe = e.is_probe_slo(s);
-        for (c, id) in &customers {
-            let from = if probe {
-                marks.get(c).copied().unwrap_or(Millis::MIN)
-            } else {
-                Millis::MIN
-            };
-            let series = e.slos[s].customer_series(*c);
-            customer_buckets_from(store, &name, id, from, &mut |start, v| {
-                series.add_bucket(start, v);
-            })?;
+        if e.is_probe_slo(s) {
+            // Each customer's buckets from its boundary on: a seek each.
+            for (c, id) in &customers {
+                let from = marks.get(c).copied().unwrap_or(Millis::MIN);
+                let series = e.slos[s].customer_series(*c);
+                customer_buckets_from(store, &name, id, from, &mut |start, v| {
+                    series.add_bucket(start, v);
+                })?;
+            }
+            continue;
         }
+        // A clock SLO's buckets whole (one per outcome): one scan.
+        let mut prefix = vec![b'b'];
+        push_part(&mut prefix, name.as_bytes());
+        store.for_each(&prefix, &mut |k, v| {
+            let Some((_, cust, start)) = parse_bucket_key(k) else {
+                return Err(corrupt(k, "bad bucket key"));
+            };
+            if let Some(c) = e.customers.lookup(&cust) {
+                let (good, bad): (i64, i64) = decode(k, v)?;
+                e.slos[s]
+                    .customer_series(c)
+                    .add_bucket(start, Counts { good, bad });
+            }
+            Ok(())
+        })?;
     }
     e.restore_hot_from(&marks);
     Ok(())
