@@ -904,16 +904,15 @@ impl Engine {
     }
 
     /// Sets where each customer's probe buckets in memory start after a
-    /// restore that read them from `marks` on (none: from the first).
-    pub(crate) fn restore_hot_from(&mut self, marks: &HashMap<CustomerIdx, Millis>) {
+    /// restore (none: from the first).
+    pub(crate) fn restore_hot_from(&mut self, from: &HashMap<CustomerIdx, Millis>) {
         let customers = self.customers.len();
         let Some(cold) = self.cold.as_mut() else {
             return;
         };
         cold.hot_from = (0..customers as CustomerIdx)
-            .map(|c| marks.get(&c).copied().unwrap_or(Millis::MIN))
+            .map(|c| from.get(&c).copied().unwrap_or(Millis::MIN))
             .collect();
-        cold.below = marks.values().copied().min().unwrap_or(Millis::MIN);
     }
 
     /// Where customer `c`'s probe buckets in memory start, for the store.

@@ -1278,8 +1278,9 @@ pub fn restore_at(
     // registry change can move customers between groups.)
     let layout = counted && store.get(LAYOUT)?.is_some();
     let cold_below = if layout { None } else { e.restored_below() };
+    let mut folded: Folded = (Vec::new(), Vec::new());
     if layout {
-        restore_series(store, &mut e)?;
+        folded = restore_series(store, &mut e)?;
     } else {
         store.for_each(b"b", &mut |k, v| {
             let Some((slo, cust, start)) = parse_bucket_key(k) else {
@@ -1388,6 +1389,8 @@ pub fn restore_at(
         e.dirty.settled_bad.extend(stale_bad);
         e.dirty.fingerprint = true;
     }
+    e.dirty.days.extend(folded.0);
+    e.dirty.hot_from.extend(folded.1);
     if !layout {
         // Written whole (what was stored of them goes first); kept as they
         // change from then on.
@@ -1412,10 +1415,19 @@ pub fn restore_at(
     Ok(e)
 }
 
+/// What `restore_series` folded into day sums beyond what was stored:
+/// (slo, customer, day) of the sums changed, and the customers whose hot
+/// boundary moved.
+type Folded = (
+    Vec<(u32, crate::engine::customers::CustomerIdx, Millis)>,
+    Vec<crate::engine::customers::CustomerIdx>,
+);
+
 /// Reads the series of a state that stores them: group series, day sums
 /// and each customer's hot boundary, the per-customer probe buckets from
-/// that boundary on and the clock-SLO buckets whole.
-fn restore_series(store: &dyn Store, e: &mut Engine) -> Result<(), StoreError> {
+/// that boundary on (those behind the hot window now go to the day sums)
+/// and the clock-SLO buckets whole.
+fn restore_series(store: &dyn Store, e: &mut Engine) -> Result<Folded, StoreError> {
     use std::collections::HashMap;
     let cold = e.cold.is_some();
     let mut marks = HashMap::new();
@@ -1460,15 +1472,45 @@ fn restore_series(store: &dyn Store, e: &mut Engine) -> Result<(), StoreError> {
         .iter()
         .map(|(c, x)| (c, x.id.to_string()))
         .collect();
+    // Where each customer's memory starts now: the stored boundary, or the
+    // local midnight before the hot window if that is later (the process
+    // that wrote the state may have stopped before storing its last fold).
+    let now_below = e.restored_below();
+    let retained_from = e
+        .watermark
+        .map_or(Millis::MIN, |w| crate::engine::horizons(w).1);
+    let mut hot_from = HashMap::new();
+    let mut folded: Folded = (Vec::new(), Vec::new());
+    for (c, _) in &customers {
+        let mark = marks.get(c).copied().unwrap_or(Millis::MIN);
+        let zone = &e.customers.get(*c).zone;
+        let from = match now_below {
+            Some(b) => mark.max(crate::engine::day_start(zone, b)),
+            None => mark,
+        };
+        if from != mark {
+            folded.1.push(*c);
+        }
+        hot_from.insert(*c, from);
+    }
     for s in 0..e.settings.slos.len() {
         let name = e.settings.slos[s].name.clone();
         if e.is_probe_slo(s) {
-            // Each customer's buckets from its boundary on: a seek each.
+            // Each customer's buckets from its stored boundary on: a seek
+            // each.
             for (c, id) in &customers {
-                let from = marks.get(c).copied().unwrap_or(Millis::MIN);
-                let series = e.slos[s].customer_series(*c);
-                customer_buckets_from(store, &name, id, from, &mut |start, v| {
-                    series.add_bucket(start, v);
+                let mark = marks.get(c).copied().unwrap_or(Millis::MIN);
+                let from = hot_from.get(c).copied().unwrap_or(mark);
+                let mut days = crate::engine::DayFolder::new(&e.customers.get(*c).zone);
+                let st = &mut e.slos[s];
+                customer_buckets_from(store, &name, id, mark, &mut |start, v| {
+                    if start >= from || !cold {
+                        st.customer_series(*c).add_bucket(start, v);
+                    } else if start >= retained_from {
+                        let day = days.day_of(start);
+                        st.cold_days(*c).add_bucket(day, v);
+                        folded.0.push((s as u32, *c, day));
+                    }
                 })?;
             }
             continue;
@@ -1489,8 +1531,10 @@ fn restore_series(store: &dyn Store, e: &mut Engine) -> Result<(), StoreError> {
             Ok(())
         })?;
     }
-    e.restore_hot_from(&marks);
-    Ok(())
+    if cold {
+        e.restore_hot_from(&hot_from);
+    }
+    Ok(folded)
 }
 
 /// The run-time exclusions and audit log alone, for a mutation that is
@@ -1932,5 +1976,77 @@ window = "30d"
         let back = restore(&cfg, &store).unwrap();
         let again = back.numbers(slo, &Scope::Customer(acme), late - DAY, late + DAY, now);
         assert_eq!((again.good, again.bad), (1.0, 0.0));
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::Applied;
+    use crate::model::event::decode;
+    use crate::model::time::{format_rfc3339, parse_rfc3339, HOUR, MINUTE};
+    use crate::store::MemStore;
+
+    const CONFIG: &str = r#"
+[ingest]
+max_lateness = "1h"
+
+[[slos]]
+name = "api-availability"
+indicator = "probe_availability"
+objective = 0.99
+window = "30d"
+"#;
+
+    fn start(cfg: &Config, store: &MemStore) -> Engine {
+        let shared: Arc<dyn Store> = Arc::new(store.clone());
+        restore_at(
+            cfg,
+            store,
+            parse_rfc3339("2030-01-01T00:00:00Z").unwrap(),
+            Some(Arc::new(StoreHistory(shared))),
+        )
+        .unwrap()
+    }
+
+    fn feed(e: &mut Engine, store: &MemStore, from: Millis, hours: i64, n: &mut usize) {
+        for m in 0..hours * 6 {
+            for c in ["a", "b", "c"] {
+                *n += 1;
+                let at = format_rfc3339(from + m * 10 * MINUTE);
+                let line = format!(
+                    r#"{{"event_id":"p{n}","kind":"probe","occurred_at":"{at}","customer_id":"{c}","timezone":"Europe/Berlin","probe_id":"x","service":"api","success":true,"latency_ms":1}}"#
+                );
+                let ev = decode(line.as_bytes()).unwrap();
+                assert_eq!(
+                    e.apply(&ev, parse_rfc3339("2030-01-01T00:00:00Z").unwrap()),
+                    Applied::Accepted
+                );
+            }
+            e.maybe_compact();
+            store.write(dirty_batch(e)).unwrap();
+        }
+        store.write(dirty_batch(e)).unwrap();
+        store.write(dirty_batch(e)).unwrap();
+    }
+
+    #[test]
+    fn history_leaves_memory_after_a_restart_too() {
+        let cfg = crate::config::parse(CONFIG, &[], Path::new(".")).unwrap();
+        let store = MemStore::default();
+        let t0 = parse_rfc3339("2026-11-01T00:00:00Z").unwrap();
+        let mut n = 0;
+        let mut e = start(&cfg, &store);
+        feed(&mut e, &store, t0, 30, &mut n);
+        let first = e.footprint().buckets;
+        drop(e);
+        let mut e = start(&cfg, &store);
+        assert_eq!(e.footprint().buckets, first, "restored as it was");
+        feed(&mut e, &store, t0 + 30 * HOUR, 48, &mut n);
+        let second = e.footprint().buckets;
+        assert!(second < first * 2, "{first} then {second}");
     }
 }
