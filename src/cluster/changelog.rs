@@ -82,6 +82,16 @@ pub enum ChangelogError {
         end: i64,
         idle: Duration,
     },
+    #[error(
+        "changelog {topic}, task {task}: the log starts at offset {low}, after the restore's \
+         start {from}: records were deleted; is the topic compacted rather than deleted?"
+    )]
+    Truncated {
+        topic: String,
+        task: u32,
+        from: i64,
+        low: i64,
+    },
     #[error("changelog topic {topic} has {actual} partitions; {expected} tasks need as many")]
     TopicPartitions {
         topic: String,
@@ -625,7 +635,7 @@ pub struct RestoreStats {
     pub applied: u64,
     /// Records discarded as partial batches.
     pub discarded: u64,
-    /// The end of the partition captured when the restore started.
+    /// The offset after the last record read: where the partition ended.
     pub end: i64,
 }
 
@@ -649,10 +659,10 @@ impl ChangelogRestorer {
     }
 
     /// Reads partition `task` read_committed from `from` (the local
-    /// checkpoint) to the end as it is now, and calls `apply` with each
-    /// complete batch and the offset to resume from once it is applied.
-    /// Call it after the task's new writer opened (fenced the old one), so
-    /// nothing written later than the captured end belongs to this restore.
+    /// checkpoint) to its end, and calls `apply` with each complete batch
+    /// and the offset to resume from once it is applied. Call it after the
+    /// task's new writer opened (fenced the old one) and before that writer
+    /// commits: then the end reached is the end of the old writers' log.
     pub fn restore(
         &self,
         from: i64,
@@ -668,54 +678,69 @@ impl ChangelogRestorer {
         let consumer: BaseConsumer = settings::restore_consumer(&self.brokers)
             .create()
             .map_err(|e| kafka("create consumer", e))?;
-        let (_, end) = consumer
+        let (low, reported_end) = consumer
             .fetch_watermarks(&self.topic, partition, self.idle_timeout)
             .map_err(|e| kafka("fetch end offset", e))?;
+        // Compaction keeps the log's start; a start beyond `from` means
+        // records were deleted (retention on a topic that should be
+        // compacted), and a restore from there would silently miss them.
+        if from < low {
+            return Err(ChangelogError::Truncated {
+                topic: self.topic.clone(),
+                task: self.task,
+                from,
+                low,
+            });
+        }
+        // A broker whose high watermark lags (tansu 0.6 reports the start of
+        // its last record batch, plus one) answers a fetch from inside that
+        // batch with nothing: start no later than just below the reported
+        // end, and skip what lies before `from`. The end of the read is the
+        // end-of-partition event, not the reported end.
+        let start = if reported_end > 0 {
+            from.min(reported_end - 1)
+        } else {
+            from
+        }
+        .max(0);
         let mut stats = RestoreStats {
-            end,
+            end: from,
             ..RestoreStats::default()
         };
-        if from >= end {
-            return Ok(stats);
-        }
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, partition, Offset::Offset(from.max(0)))
+        tpl.add_partition_offset(&self.topic, partition, Offset::Offset(start))
             .map_err(|e| kafka("assign", e))?;
         consumer.assign(&tpl).map_err(|e| kafka("assign", e))?;
         let started = Instant::now();
         let mut rule = TrailerRule::default();
-        let mut position = from;
         let mut last_progress = Instant::now();
         loop {
-            if position >= end {
-                break;
-            }
             let m = match consumer.poll(Duration::from_millis(100)) {
                 None => {
                     if last_progress.elapsed() > self.idle_timeout {
                         return Err(ChangelogError::RestoreStalled {
                             topic: self.topic.clone(),
                             task: self.task,
-                            position,
-                            end,
+                            position: stats.end,
+                            end: reported_end,
                             idle: self.idle_timeout,
                         });
                     }
                     continue;
                 }
-                // The end for read_committed: everything below the end captured
-                // at the start has been read (a transaction marker may sit at
-                // `end - 1`, which is never delivered).
+                // The end of what is committed now (read_committed stops at
+                // the last stable offset). The caller opened the task's new
+                // writer first, so no other writer adds to it.
                 Some(Err(KafkaError::PartitionEOF(_))) => break,
                 Some(Err(e)) => return Err(kafka("fetch", e)),
                 Some(Ok(m)) => m,
             };
             last_progress = Instant::now();
             let offset = m.offset();
-            if offset >= end {
-                break;
+            if offset < from {
+                continue;
             }
-            position = offset + 1;
+            stats.end = offset + 1;
             let malformed = |what: &str| ChangelogError::Malformed {
                 topic: self.topic.clone(),
                 task: self.task,
@@ -763,7 +788,7 @@ impl ChangelogRestorer {
             topic = %self.topic,
             task = self.task,
             from,
-            end,
+            end = stats.end,
             records = stats.records,
             applied = stats.applied,
             discarded = stats.discarded,
