@@ -539,9 +539,12 @@ async fn restore_rate_of_200k_records() {
     );
 }
 
-/// Rebalance callbacks a consumer saw: ("assign" | "revoke", partitions).
+/// One rebalance callback: ("assign" | "revoke", partitions).
+type Callback = (&'static str, Vec<i32>);
+
+/// Rebalance callbacks a consumer saw.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(&'static str, Vec<i32>)>>>);
+struct Recorder(Arc<Mutex<Vec<Callback>>>);
 
 impl ClientContext for Recorder {}
 
