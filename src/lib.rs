@@ -12,6 +12,7 @@ pub mod alert;
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dashboards;
 pub mod demo;

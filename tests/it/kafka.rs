@@ -57,7 +57,7 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 /// A tansu broker on a loopback port.
-struct Broker {
+pub(crate) struct Broker {
     child: Option<Child>,
     port: u16,
     storage: String,
@@ -66,7 +66,7 @@ struct Broker {
 }
 
 impl Broker {
-    fn start(storage: &str, dir: &Path) -> Broker {
+    pub(crate) fn start(storage: &str, dir: &Path) -> Broker {
         let mut b = Broker {
             child: None,
             port: free_port(),
@@ -78,7 +78,7 @@ impl Broker {
         b
     }
 
-    fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 

@@ -6,6 +6,7 @@ mod alerts;
 mod api;
 mod bigincident;
 mod cli;
+mod cluster;
 mod common;
 mod dashboards;
 mod deploy;
