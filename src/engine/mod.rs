@@ -554,6 +554,9 @@ pub struct Dirty {
     /// Stored per-customer probe buckets that left memory and starting
     /// before this are past retention: deleted from the store.
     pub history_dropped_before: Option<Millis>,
+    /// (slo index, customer) of the series with such buckets: those whose
+    /// day sums reach behind retention.
+    pub history_dropped: Vec<(u32, CustomerIdx)>,
     /// (slo index, group, bucket start) of group buckets.
     pub groups: HashSet<(u32, GroupIdx, Millis), BuildHasherDefault<IntHasher>>,
     /// (slo index, customer, day start) of changed day sums.
@@ -807,25 +810,6 @@ impl Engine {
                 st.by_customer[c].forget_below(to_c);
             }
         }
-    }
-
-    /// (SLO name, customer id) of every per-customer probe series that has
-    /// history in the store.
-    pub fn cold_series(&self) -> Vec<(&str, &str)> {
-        let Some(cold) = self.cold.as_ref() else {
-            return Vec::new();
-        };
-        let mut all = Vec::new();
-        for (c, from) in cold.hot_from.iter().enumerate() {
-            if *from == Millis::MIN {
-                continue;
-            }
-            let id = &*self.customers.get(c as CustomerIdx).id;
-            for &s in &self.probe_slos {
-                all.push((self.settings.slos[s].name.as_str(), id));
-            }
-        }
-        all
     }
 
     /// Where customer `c`'s probe buckets in memory start.
@@ -1775,10 +1759,19 @@ impl Engine {
             self.dirty.history_dropped_before = Some(drop_before);
         }
         // Days ending before retention are never read (a read starts at
-        // the first day starting at or after it).
-        for st in &mut self.slos {
-            for days in &mut st.cold_days {
-                days.forget_below(drop_before - 2 * crate::model::time::DAY);
+        // the first day starting at or after it). A series has stored
+        // buckets behind retention when its day sums reach there (what
+        // left memory is in both).
+        for (s, st) in self.slos.iter_mut().enumerate() {
+            for (c, days) in st.cold_days.iter_mut().enumerate() {
+                if days.iter().next().is_some_and(|(k, _)| k < drop_before) {
+                    if self.cold.is_some() && self.track_dirty {
+                        self.dirty
+                            .history_dropped
+                            .push((s as u32, c as CustomerIdx));
+                    }
+                    days.forget_below(drop_before - 2 * crate::model::time::DAY);
+                }
             }
         }
         let since = self.compacted_below;

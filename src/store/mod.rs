@@ -129,6 +129,19 @@ pub trait Store: Send + Sync {
         }
         Ok(())
     }
+    /// `for_each_from` for each (prefix, from) of `ranges` in turn, `f`
+    /// also told the range's index; one iterator serves them all (an
+    /// iterator costs the store's range deletions once).
+    fn for_each_ranges(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        f: &mut dyn FnMut(usize, &[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        for (i, (prefix, from)) in ranges.iter().enumerate() {
+            self.for_each_from(prefix, from, &mut |k, v| f(i, k, v))?;
+        }
+        Ok(())
+    }
     /// Reclaims space of deleted keys (compaction).
     fn compact(&self) -> Result<(), StoreError>;
     /// Where the state lives, for messages (the directory of a RocksDB store).

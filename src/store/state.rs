@@ -186,34 +186,6 @@ fn parse_series_key(k: &[u8], parts: usize) -> Result<(Vec<&[u8]>, Millis), Stor
     Ok((out, at))
 }
 
-/// Calls `f` with each stored bucket of (`slo`, `customer`) starting at
-/// or after `from`, in start order.
-fn customer_buckets_from(
-    store: &dyn Store,
-    slo: &str,
-    customer: &str,
-    from: Millis,
-    f: &mut dyn FnMut(Millis, Counts),
-) -> Result<(), StoreError> {
-    let prefix = bucket_key(slo, customer, 0);
-    let prefix = &prefix[..prefix.len() - 8];
-    // Starts are big-endian two's complement: from 0 on they sort in time
-    // order, negative ones (before 1970) after them.
-    let seek = bucket_key(slo, customer, from.max(0));
-    let start_at = if from >= 0 { &seek[..] } else { prefix };
-    store.for_each_from(prefix, start_at, &mut |k, v| {
-        let start: [u8; 8] = k[prefix.len()..]
-            .try_into()
-            .map_err(|_| corrupt(k, "bucket key of the wrong size"))?;
-        let start = i64::from_be_bytes(start);
-        if start >= from {
-            let (good, bad): (i64, i64) = decode(k, v)?;
-            f(start, Counts { good, bad });
-        }
-        Ok(true)
-    })
-}
-
 fn settled_key(id: &str) -> Vec<u8> {
     key(SETTLED, id.as_bytes())
 }
@@ -768,7 +740,9 @@ fn changes_batch(engine: &mut Engine) -> Batch {
     // left (no accepted event has one once a watermark is set).
     if let Some(before) = dirty.history_dropped_before.filter(|b| *b > 0) {
         let days_before = before - 2 * crate::model::time::DAY;
-        for (slo, customer) in engine.cold_series() {
+        for &(s, c) in &dirty.history_dropped {
+            let slo = &engine.settings.slos[s as usize].name;
+            let customer = &engine.customers.get(c).id;
             b.delete_range(
                 bucket_key(slo, customer, 0),
                 bucket_key(slo, customer, before),
@@ -856,7 +830,10 @@ fn changes_batch(engine: &mut Engine) -> Batch {
                 continue;
             }
             let slo = &engine.settings.slos[s].name;
-            b.delete_range(day_key(slo, id, Millis::MIN), day_key(slo, id, Millis::MAX));
+            if !dirty.layout {
+                // (A new layout's batch deletes the whole table first.)
+                b.delete_range(day_key(slo, id, Millis::MIN), day_key(slo, id, Millis::MAX));
+            }
             if let Some(days) = st.cold_days.get(c as usize) {
                 for (day, v) in days.iter() {
                     b.put(day_key(slo, id, day), encode(&(v.good, v.bad)));
@@ -1498,21 +1475,49 @@ fn restore_series(store: &dyn Store, e: &mut Engine) -> Result<Folded, StoreErro
         if e.is_probe_slo(s) {
             // Each customer's buckets from its stored boundary on: a seek
             // each.
-            for (c, id) in &customers {
+            // (Starts are big-endian two's complement: from 0 on they sort
+            // in time order; one before 1970 makes a range start at the
+            // series' first key, and each key is checked.)
+            let ranges: Vec<(Vec<u8>, Vec<u8>)> = customers
+                .iter()
+                .map(|(c, id)| {
+                    let mark = marks.get(c).copied().unwrap_or(Millis::MIN);
+                    let full = bucket_key(&name, id, mark.max(0));
+                    let prefix = full[..full.len() - 8].to_vec();
+                    let from = if mark >= 0 { full } else { prefix.clone() };
+                    (prefix, from)
+                })
+                .collect();
+            let mut folder: Option<(usize, crate::engine::DayFolder)> = None;
+            store.for_each_ranges(&ranges, &mut |i, k, v| {
+                let (c, _) = &customers[i];
                 let mark = marks.get(c).copied().unwrap_or(Millis::MIN);
+                let start: [u8; 8] = k[ranges[i].0.len()..]
+                    .try_into()
+                    .map_err(|_| corrupt(k, "bucket key of the wrong size"))?;
+                let start = i64::from_be_bytes(start);
+                if start < mark {
+                    return Ok(true);
+                }
+                let (good, bad): (i64, i64) = decode(k, v)?;
+                let v = Counts { good, bad };
                 let from = hot_from.get(c).copied().unwrap_or(mark);
-                let mut days = crate::engine::DayFolder::new(&e.customers.get(*c).zone);
                 let st = &mut e.slos[s];
-                customer_buckets_from(store, &name, id, mark, &mut |start, v| {
-                    if start >= from || !cold {
-                        st.customer_series(*c).add_bucket(start, v);
-                    } else if start >= retained_from {
+                if start >= from || !cold {
+                    st.customer_series(*c).add_bucket(start, v);
+                } else if start >= retained_from {
+                    if folder.as_ref().is_none_or(|(x, _)| *x != i) {
+                        folder =
+                            Some((i, crate::engine::DayFolder::new(&e.customers.get(*c).zone)));
+                    }
+                    if let Some((_, days)) = folder.as_mut() {
                         let day = days.day_of(start);
                         st.cold_days(*c).add_bucket(day, v);
                         folded.0.push((s as u32, *c, day));
                     }
-                })?;
-            }
+                }
+                Ok(true)
+            })?;
             continue;
         }
         // A clock SLO's buckets whole (one per outcome): one scan.
