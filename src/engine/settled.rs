@@ -563,7 +563,12 @@ targets = { P1 = "4h", P2 = "1d", P3 = "3d", P4 = "5d" }
                 ));
             }
         }
-        out.push(format!("{:?}", e.breach_counts(now)));
+        // Groups by name: their indices depend on the order they were met.
+        for ((s, g, level), n) in e.breach_counts(now) {
+            let g = e.customers().group(g);
+            out.push(format!("{s} {} {} {level}: {n}", g.segment, g.timezone));
+        }
+        out.sort();
         out
     }
 
@@ -643,9 +648,29 @@ targets = { P1 = "4h", P2 = "1d", P3 = "3d", P4 = "5d" }
         assert_ne!(observe(&p.full, now), before, "the exclusion changes T1");
         same(&p, now);
 
+        // A customer's settled tickets come back when an earlier-dated
+        // event moves it to another group.
+        let p1 = r#","priority":"P1","segment":"standard","timezone":"Europe/Berlin""#;
+        p.feed("2026-11-05T11:00:00Z", "initech", "T8", "opened", p1);
+        p.feed("2026-11-05T13:00:00Z", "initech", "T8", "responded", "");
+        p.feed("2026-11-05T14:00:00Z", "initech", "T8", "resolved", "");
+        p.feed(
+            "2026-11-08T10:00:00Z",
+            "globex",
+            "T9",
+            "opened",
+            r#","priority":"P4""#,
+        );
+        assert!(!p.cold.tickets.index.contains_key("T8"), "T8 settled");
+        let moved = r#","priority":"P4","segment":"enterprise","timezone":"Asia/Tokyo""#;
+        let before = observe(&p.full, now);
+        p.feed("2026-11-04T09:00:00Z", "initech", "T10", "opened", moved);
+        assert_ne!(observe(&p.full, now), before, "initech moved");
+        same(&p, now);
+
         // A restart takes what settled tickets count from the store.
         p.restart(CONFIG, now);
-        assert_eq!(p.cold.tickets.len(), 2, "T3 and T4 run");
+        assert_eq!(p.cold.tickets.len(), 4, "T3, T4, T9 and T10 run");
         same(&p, now);
 
         // Another configuration re-derives every clock, settled ones too.

@@ -45,6 +45,7 @@ fn replay_and_kill(
     state: &std::path::Path,
     input: &std::path::Path,
     delay: Duration,
+    env: &[(&str, &str)],
 ) -> bool {
     let mut child = Command::new(env!("CARGO_BIN_EXE_slastream"))
         .args(["replay", "--config"])
@@ -52,6 +53,7 @@ fn replay_and_kill(
         .arg("--input")
         .arg(input)
         .env("SLASTREAM__STATE__PATH", state)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -77,9 +79,29 @@ fn replay_and_kill(
 
 #[tokio::test]
 async fn replay_killed_repeatedly_then_rerun_equals_single_pass() {
+    killed_repeatedly_equals_single_pass(None).await;
+}
+
+/// The same with a one-hour lateness, so that probe history and settled
+/// tickets leave memory (and come back) between the kills.
+#[tokio::test]
+async fn replay_killed_repeatedly_with_a_one_hour_window_equals_single_pass() {
+    killed_repeatedly_equals_single_pass(Some("1h")).await;
+}
+
+async fn killed_repeatedly_equals_single_pass(lateness: Option<&str>) {
     let base = tempfile::tempdir().expect("tempdir");
     let cfg_path = root().join("config/slastream.toml");
-    let cfg_ref = shipped_config(&base.path().join("ref"));
+    let with_lateness = |mut cfg: slastream::config::Config| {
+        if lateness.is_some() {
+            cfg.ingest.max_lateness = slastream::model::time::HOUR;
+        }
+        cfg
+    };
+    let env: Vec<(&str, &str)> = lateness
+        .map(|l| vec![("SLASTREAM__INGEST__MAX_LATENESS", l)])
+        .unwrap_or_default();
+    let cfg_ref = with_lateness(shipped_config(&base.path().join("ref")));
     let crash_state = base.path().join("crash");
     let lines = sample_lines(&cfg_ref, 0.5, 14, 23);
     let input = base.path().join("events.ndjson");
@@ -89,7 +111,7 @@ async fn replay_killed_repeatedly_then_rerun_equals_single_pass() {
     for i in 0..10u64 {
         // Spread the kills over the run: 0..900 ms after the first progress line.
         let delay = Duration::from_millis((i * 397) % 900);
-        if replay_and_kill(&cfg_path, &crash_state, &input, delay) {
+        if replay_and_kill(&cfg_path, &crash_state, &input, delay, &env) {
             kills += 1;
         }
     }
@@ -103,15 +125,28 @@ async fn replay_killed_repeatedly_then_rerun_equals_single_pass() {
         .arg("--input")
         .arg(&input)
         .env("SLASTREAM__STATE__PATH", &crash_state)
+        .envs(env.iter().copied())
         .stderr(Stdio::null())
         .status()
         .expect("run slastream");
     assert!(status.success());
 
     let single = replay_into(&cfg_ref, &input);
-    let cfg_crash = shipped_config(&crash_state);
+    let cfg_crash = with_lateness(shipped_config(&crash_state));
     let crashed = restore(&cfg_crash);
     assert_eq!(crashed.watermark(), single.watermark());
+    if lateness.is_some() {
+        let tickets: std::collections::HashSet<&str> = lines
+            .iter()
+            .filter_map(|l| l.split("\"ticket_id\":\"").nth(1)?.split('"').next())
+            .collect();
+        assert!(
+            (crashed.footprint().items as usize) < tickets.len() / 2,
+            "settled tickets left memory: {} items held, {} tickets",
+            crashed.footprint().items,
+            tickets.len()
+        );
+    }
     let want = answers(&app(single, golden_now(), ""), &cfg_ref).await;
     let got = answers(&app(crashed, golden_now(), ""), &cfg_crash).await;
     assert_eq!(want, got);
