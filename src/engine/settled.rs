@@ -261,7 +261,7 @@ impl Engine {
         self.settled_below = boundary;
         for i in 0..self.tickets.list.len() as ItemIdx {
             let it = &self.tickets.list[i as usize];
-            if it.settled || !it.events.last().is_some_and(|e| e.at < boundary) {
+            if it.settled || it.events.last().is_none_or(|e| e.at >= boundary) {
                 continue;
             }
             let running = self.ticket_slos.iter().any(|&s| {

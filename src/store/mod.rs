@@ -98,6 +98,8 @@ pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 pub type EntryFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
 /// What `Store::for_each_from` calls with each entry: false stops.
 pub type RangeFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError> + 'a;
+/// `RangeFn` told which of several ranges the entry is in.
+pub type RangesFn<'a> = dyn FnMut(usize, &[u8], &[u8]) -> Result<bool, StoreError> + 'a;
 
 pub trait Store: Send + Sync {
     /// Applies the batch atomically and durably (the write survives kill -9).
@@ -135,7 +137,7 @@ pub trait Store: Send + Sync {
     fn for_each_ranges(
         &self,
         ranges: &[(Vec<u8>, Vec<u8>)],
-        f: &mut dyn FnMut(usize, &[u8], &[u8]) -> Result<bool, StoreError>,
+        f: &mut RangesFn<'_>,
     ) -> Result<(), StoreError> {
         for (i, (prefix, from)) in ranges.iter().enumerate() {
             self.for_each_from(prefix, from, &mut |k, v| f(i, k, v))?;

@@ -198,7 +198,7 @@ impl Store for RocksStore {
     fn for_each_ranges(
         &self,
         ranges: &[(Vec<u8>, Vec<u8>)],
-        f: &mut dyn FnMut(usize, &[u8], &[u8]) -> Result<bool, StoreError>,
+        f: &mut super::RangesFn<'_>,
     ) -> Result<(), StoreError> {
         let mut it = self.db.raw_iterator();
         for (i, (prefix, from)) in ranges.iter().enumerate() {
