@@ -44,12 +44,16 @@ pub enum Applied {
     Duplicate,
     Late,
     Invalid(String),
+    /// A probe of a customer another task owns (cluster mode): only the
+    /// watermark moves.
+    Elsewhere,
 }
 
 impl Applied {
     pub fn result_label(&self) -> &'static str {
         match self {
             Applied::Accepted => "accepted",
+            Applied::Elsewhere => "elsewhere",
             Applied::Duplicate => "duplicate",
             Applied::Late => "late",
             Applied::Invalid(_) => "invalid",
@@ -487,6 +491,8 @@ impl IngestCounts {
             Applied::Duplicate => self.duplicate += 1,
             Applied::Late => self.late += 1,
             Applied::Invalid(_) => self.invalid += 1,
+            // Counted by the task that owns it.
+            Applied::Elsewhere => {}
         }
     }
 }
@@ -625,14 +631,31 @@ pub struct Engine {
     /// (tickets, incidents) retention emptied, freed after the next commit
     /// is built.
     retired: (Vec<ItemIdx>, Vec<ItemIdx>),
+    /// In cluster mode, (this task, the number of tasks): the engine counts
+    /// only the customers whose `task_of` is this task.
+    owner: Option<(u32, u32)>,
 }
 
 impl Engine {
     /// An empty engine with the registry customers of `cfg`.
     pub fn new(cfg: &Config) -> Engine {
+        Engine::for_task(cfg, None)
+    }
+
+    /// An engine of one task of `owner` = (task, tasks) (cluster mode): it
+    /// counts only the customers the task owns (`cluster::partition::
+    /// task_of`), registry ones included. Every task applies every ticket
+    /// and incident, whatever its customers (so any keying of the inputs
+    /// gives the same answers), and lets probes of other customers move
+    /// only its watermark, so its lateness is that of one engine fed
+    /// everything. Aggregated answers are the sums of the tasks' counts.
+    pub fn for_task(cfg: &Config, owner: Option<(u32, u32)>) -> Engine {
         let settings = EngineSettings::from_config(cfg);
         let mut customers = Customers::default();
-        for c in &cfg.customers {
+        let owns = |id: &str| {
+            owner.is_none_or(|(task, tasks)| crate::cluster::partition::task_of(id, tasks) == task)
+        };
+        for c in cfg.customers.iter().filter(|c| owns(&c.id)) {
             let cal = cfg
                 .calendars
                 .get(&c.calendar)
@@ -687,6 +710,7 @@ impl Engine {
             adopting: false,
             config_print: settled::config_print(cfg),
             retired: (Vec::new(), Vec::new()),
+            owner,
         }
     }
 
@@ -1129,6 +1153,12 @@ impl Engine {
                 return Applied::Late;
             }
         }
+        if let Body::Probe(_) = &ev.body {
+            if ev.customer_id.as_deref().is_some_and(|c| !self.owns(c)) {
+                self.advance_watermark(ev.occurred_at);
+                return Applied::Elsewhere;
+            }
+        }
         // Before any change: an event past a bound changes nothing.
         if let Err(hit) = self.check_limits(ev) {
             self.limit_rejections.record(&hit);
@@ -1136,11 +1166,7 @@ impl Engine {
         }
         // The ids not yet stored are the dedup set's own: `take_unsaved`.
         self.dedup.insert(h, ev.occurred_at);
-        if self.watermark.is_none_or(|w| ev.occurred_at > w) {
-            self.watermark = Some(ev.occurred_at);
-            self.dirty.watermark = true;
-            self.prune_dedup();
-        }
+        self.advance_watermark(ev.occurred_at);
         match &ev.body {
             Body::Probe(p) => self.apply_probe(ev, p),
             Body::Ticket(t) => self.apply_ticket(ev, t),
@@ -1160,20 +1186,42 @@ impl Engine {
 
     /// Whether applying `ev` would create customers, groups or probe
     /// services beyond the `[limits]` bounds (SPEC §2.1).
+    fn advance_watermark(&mut self, at: Millis) {
+        if self.watermark.is_none_or(|w| at > w) {
+            self.watermark = Some(at);
+            self.dirty.watermark = true;
+            self.prune_dedup();
+        }
+    }
+
+    /// Whether this engine counts customer `id` (always, but in cluster
+    /// mode).
+    pub fn owns(&self, id: &str) -> bool {
+        self.owner
+            .is_none_or(|(task, tasks)| crate::cluster::partition::task_of(id, tasks) == task)
+    }
+
     fn check_limits(&self, ev: &Event<'_>) -> Result<(), LimitHit> {
         let limits = &self.settings.limits;
         let (at, id) = (ev.occurred_at, &*ev.event_id);
         let (segment, timezone) = (ev.segment.as_deref(), ev.timezone.as_deref());
         match &ev.body {
             Body::Incident(i) => self.customers.check_naming(
-                i.customer_ids.iter().flatten().map(|c| (&**c, None, None)),
+                i.customer_ids
+                    .iter()
+                    .flatten()
+                    .filter(|c| self.owns(c))
+                    .map(|c| (&**c, None, None)),
                 at,
                 id,
                 limits.max_customers,
                 limits.max_groups,
             )?,
             Body::Ticket(_) | Body::Probe(_) => self.customers.check_naming(
-                ev.customer_id.as_deref().map(|c| (c, segment, timezone)),
+                ev.customer_id
+                    .as_deref()
+                    .filter(|c| self.owns(c))
+                    .map(|c| (c, segment, timezone)),
                 at,
                 id,
                 limits.max_customers,
@@ -1403,7 +1451,7 @@ impl Engine {
     }
 
     fn apply_ticket(&mut self, ev: &Event<'_>, t: &TicketBody<'_>) {
-        if let Some(cid) = ev.customer_id.as_deref() {
+        if let Some(cid) = ev.customer_id.as_deref().filter(|c| self.owns(c)) {
             self.name_customer(
                 cid,
                 ev.segment.as_deref(),
@@ -1454,7 +1502,9 @@ impl Engine {
     fn apply_incident(&mut self, ev: &Event<'_>, i: &IncidentBody<'_>) {
         if let Some(list) = &i.customer_ids {
             for cid in list {
-                self.name_customer(cid, None, None, ev.occurred_at, &ev.event_id);
+                if self.owns(cid) {
+                    self.name_customer(cid, None, None, ev.occurred_at, &ev.event_id);
+                }
             }
         }
         let item = self.incidents.get_or_insert(&i.incident_id);

@@ -148,6 +148,23 @@ struct ClockView {
     removed: SpanSet,
 }
 
+/// The additive part of a scope's numbers (see `Engine::partial`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Partial {
+    pub total: f64,
+    pub good: f64,
+    /// `excluded_seconds` (availability only).
+    pub excluded: f64,
+}
+
+impl Partial {
+    pub fn add(&mut self, other: Partial) {
+        self.total += other.total;
+        self.good += other.good;
+        self.excluded += other.excluded;
+    }
+}
+
 /// One entry of the breaches list.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Breach {
@@ -492,12 +509,35 @@ impl Engine {
         // The version in force at the window's last counted instant (SPEC §3
         // Definition versions).
         let objective = self.objective_at(slo, scope, to.min(now) - 1);
+        let p = self.partial(slo, scope, from, to, now);
+        Numbers::compute(objective, p.total, p.good, p.excluded)
+    }
+
+    /// What `numbers` is computed from: counts (or seconds) of the scope's
+    /// customers this engine holds. In cluster mode an aggregated answer is
+    /// the sum of every task's partial, never a mean of their ratios.
+    pub fn partial(
+        &self,
+        slo: usize,
+        scope: &Scope,
+        from: Millis,
+        to: Millis,
+        now: Millis,
+    ) -> Partial {
         if self.slo(slo).indicator == Indicator::IncidentAvailability {
             let (total, good, excluded) = self.availability(slo, scope, from, to, now);
-            Numbers::compute(objective, total, good, excluded)
+            Partial {
+                total,
+                good,
+                excluded,
+            }
         } else {
             let c = self.counts(slo, scope, from, to, now);
-            Numbers::compute(objective, c.total() as f64, c.good as f64, 0.0)
+            Partial {
+                total: c.total() as f64,
+                good: c.good as f64,
+                excluded: 0.0,
+            }
         }
     }
 
@@ -1074,6 +1114,130 @@ fn level_name(ic: &ItemClock<'_>, level: Level) -> &'static str {
         PRIORITIES[level as usize]
     } else {
         SEVERITIES[level as usize]
+    }
+}
+
+#[cfg(test)]
+mod task_tests {
+    //! Engines of P tasks (cluster mode), each fed every event, answer
+    //! together what one engine answers: each customer from its owner, and
+    //! every aggregated scope as the sum of the tasks' partials.
+
+    use super::*;
+    use crate::engine::Applied;
+    use crate::generate::{GenSettings, Generator};
+    use crate::model::event::decode;
+    use crate::model::time::{parse_rfc3339, DAY};
+
+    fn t(s: &str) -> Millis {
+        parse_rfc3339(s).expect("test timestamp")
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-6 * a.abs().max(1.0)
+    }
+
+    #[test]
+    fn tasks_together_answer_what_one_engine_answers() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/slastream.toml");
+        let cfg = crate::config::load(&path).expect("shipped config");
+        let tasks = 4;
+        let mut one = Engine::new(&cfg);
+        let mut parts: Vec<Engine> = (0..tasks)
+            .map(|p| Engine::for_task(&cfg, Some((p, tasks))))
+            .collect();
+        let settings =
+            GenSettings::from_config(&cfg, 7, 80, 2.0, t("2026-11-01T00:00:00Z"), 4 * DAY);
+        let wall = Millis::MAX / 2;
+        for g in Generator::new(settings) {
+            let ev = decode(g.json.as_bytes()).expect("generated events decode");
+            let want = one.apply(&ev, wall);
+            let got: Vec<Applied> = parts.iter_mut().map(|e| e.apply(&ev, wall)).collect();
+            if matches!(ev.body, crate::model::event::Body::Probe(_)) {
+                // Applied by its owner alone.
+                let owners = got.iter().filter(|a| **a != Applied::Elsewhere).count();
+                assert_eq!(owners, 1, "{}", g.json);
+                assert!(got.contains(&want), "{}: {want:?} / {got:?}", g.json);
+            } else {
+                assert!(got.iter().all(|a| *a == want), "{}", g.json);
+            }
+        }
+        for e in &parts {
+            assert_eq!(e.watermark(), one.watermark());
+        }
+        let held: usize = parts.iter().map(|e| e.customers().len()).sum();
+        assert_eq!(held, one.customers().len(), "each customer in one task");
+
+        let now = one.watermark().expect("events applied") + 3_600_000;
+        let windows = [
+            (t("2026-11-01T00:00:00Z"), t("2026-12-01T00:00:00Z")),
+            (t("2026-11-02T00:00:00Z"), t("2026-11-03T00:00:00Z")),
+            (now - 30 * DAY, now),
+        ];
+        let mut scopes = vec![Scope::Filter {
+            segment: None,
+            timezone: None,
+        }];
+        for g in one.customers().groups() {
+            scopes.push(Scope::Filter {
+                segment: Some(g.segment.to_string()),
+                timezone: None,
+            });
+            scopes.push(Scope::Filter {
+                segment: None,
+                timezone: Some(g.timezone.to_string()),
+            });
+        }
+        let mut compared = 0;
+        for s in 0..one.settings.slos.len() {
+            for scope in &scopes {
+                for &(from, to) in &windows {
+                    let want = one.partial(s, scope, from, to, now);
+                    let mut sum = Partial::default();
+                    for e in &parts {
+                        sum.add(e.partial(s, scope, from, to, now));
+                    }
+                    assert!(
+                        close(sum.total, want.total)
+                            && close(sum.good, want.good)
+                            && close(sum.excluded, want.excluded),
+                        "slo {s} {scope:?} {from}..{to}: {sum:?} / {want:?}"
+                    );
+                    compared += usize::from(want.total > 0.0);
+                }
+            }
+            for (c, cust) in one.customers().iter() {
+                let owner = parts.iter().find(|e| e.owns(&cust.id)).expect("an owner");
+                let oc = owner.customers().lookup(&cust.id).expect("owned and known");
+                for &(from, to) in &windows {
+                    let want = one.numbers(s, &Scope::Customer(c), from, to, now);
+                    let got = owner.numbers(s, &Scope::Customer(oc), from, to, now);
+                    assert!(
+                        close(got.total, want.total) && close(got.good, want.good),
+                        "slo {s} customer {} {from}..{to}",
+                        cust.id
+                    );
+                }
+            }
+            let key = |b: &Breach| {
+                (
+                    b.id.clone(),
+                    b.customer.clone(),
+                    b.breached_at,
+                    b.stopped_at,
+                )
+            };
+            let mut want: Vec<_> = one.breaches(Some(s), None, now).iter().map(key).collect();
+            let mut got: Vec<_> = parts
+                .iter()
+                .flat_map(|e| e.breaches(Some(s), None, now))
+                .map(|b| key(&b))
+                .collect();
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "breaches of slo {s}");
+        }
+        assert!(compared > 20, "the workload fills the windows ({compared})");
     }
 }
 

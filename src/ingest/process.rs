@@ -54,7 +54,7 @@ pub fn dead_letter_reason(a: &Applied) -> Option<String> {
     match a {
         Applied::Invalid(r) => Some(r.clone()),
         Applied::Late => Some(LATE_REASON.to_string()),
-        Applied::Accepted | Applied::Duplicate => None,
+        Applied::Accepted | Applied::Duplicate | Applied::Elsewhere => None,
     }
 }
 
