@@ -1184,8 +1184,7 @@ impl Engine {
         }
     }
 
-    /// Whether applying `ev` would create customers, groups or probe
-    /// services beyond the `[limits]` bounds (SPEC §2.1).
+    /// Moves the watermark to `at` if that is later.
     fn advance_watermark(&mut self, at: Millis) {
         if self.watermark.is_none_or(|w| at > w) {
             self.watermark = Some(at);
@@ -1201,6 +1200,8 @@ impl Engine {
             .is_none_or(|(task, tasks)| crate::cluster::partition::task_of(id, tasks) == task)
     }
 
+    /// Whether applying `ev` would create customers, groups or probe
+    /// services beyond the `[limits]` bounds (SPEC §2.1).
     fn check_limits(&self, ev: &Event<'_>) -> Result<(), LimitHit> {
         let limits = &self.settings.limits;
         let (at, id) = (ev.occurred_at, &*ev.event_id);
