@@ -176,11 +176,81 @@ pub fn window_label(w: &SloWindow) -> String {
     }
 }
 
+/// A gauge family written straight in the text format: the families with a
+/// series per customer (`export.per_customer`) hold hundreds of thousands
+/// of series at 10,000 customers, which a registry would hash, clone and
+/// sort on every scrape.
+struct TextGauge {
+    name: &'static str,
+    help: &'static str,
+    labels: Vec<&'static str>,
+    /// Label positions in name order (the order a registry writes them).
+    order: Vec<usize>,
+    body: String,
+}
+
+impl TextGauge {
+    fn new(name: &'static str, help: &'static str, labels: &[&'static str]) -> TextGauge {
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        order.sort_by_key(|i| labels[*i]);
+        TextGauge {
+            name,
+            help,
+            labels: labels.to_vec(),
+            order,
+            body: String::new(),
+        }
+    }
+
+    fn set(&mut self, values: &[&str], v: f64) {
+        use std::fmt::Write;
+        self.body.push_str(self.name);
+        self.body.push('{');
+        for (i, &at) in self.order.iter().enumerate() {
+            let (l, value) = (self.labels[at], values.get(at).copied().unwrap_or_default());
+            if i > 0 {
+                self.body.push(',');
+            }
+            self.body.push_str(l);
+            self.body.push_str("=\"");
+            for ch in value.chars() {
+                match ch {
+                    '\\' => self.body.push_str("\\\\"),
+                    '"' => self.body.push_str("\\\""),
+                    '\n' => self.body.push_str("\\n"),
+                    c => self.body.push(c),
+                }
+            }
+            self.body.push('"');
+        }
+        self.body.push_str("} ");
+        if v.is_nan() {
+            self.body.push_str("NaN");
+        } else if v.is_infinite() {
+            self.body.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+        } else {
+            let _ = write!(self.body, "{v}");
+        }
+        self.body.push('\n');
+    }
+
+    /// The family in the text format; nothing without a sample.
+    fn text(&self) -> String {
+        if self.body.is_empty() {
+            return String::new();
+        }
+        format!(
+            "# HELP {} {}\n# TYPE {} gauge\n{}",
+            self.name, self.help, self.name, self.body
+        )
+    }
+}
+
 /// Renders every SPEC §5 metric in the text format.
 pub fn render(engine: &Engine, now: Millis, opts: &ExportOptions) -> String {
     let started = std::time::Instant::now();
     let r = Registry::new();
-    slo_metrics(&r, engine, now, opts);
+    let written = slo_metrics(&r, engine, now, opts);
     ticket_metrics(&r, engine, now, opts);
     latency_metrics(&r, engine, now);
     ingest_metrics(&r, engine, opts);
@@ -192,13 +262,19 @@ pub fn render(engine: &Engine, now: Millis, opts: &ExportOptions) -> String {
         families.extend(p.registry.gather());
     }
     families.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut out = Vec::new();
-    // Encoding gathered families into memory cannot fail.
-    let _ = TextEncoder::new().encode(&families, &mut out);
-    String::from_utf8(out).unwrap_or_default()
+    // Families in name order, the written ones among the gathered ones.
+    let mut blocks: Vec<(&str, String)> = written.iter().map(|g| (g.name, g.text())).collect();
+    for f in &families {
+        let mut out = Vec::new();
+        // Encoding a gathered family into memory cannot fail.
+        let _ = TextEncoder::new().encode(std::slice::from_ref(f), &mut out);
+        blocks.push((f.name(), String::from_utf8(out).unwrap_or_default()));
+    }
+    blocks.sort_by(|a, b| a.0.cmp(b.0));
+    blocks.into_iter().map(|(_, text)| text).collect()
 }
 
-fn slo_metrics(r: &Registry, engine: &Engine, now: Millis, opts: &ExportOptions) {
+fn slo_metrics(r: &Registry, engine: &Engine, now: Millis, opts: &ExportOptions) -> Vec<TextGauge> {
     let objective = gauge(
         r,
         "slastream_slo_objective_ratio",
@@ -209,14 +285,12 @@ fn slo_metrics(r: &Registry, engine: &Engine, now: Millis, opts: &ExportOptions)
     if opts.per_customer {
         labels.push("customer");
     }
-    let attainment = gauge(
-        r,
+    let mut attainment = TextGauge::new(
         "slastream_slo_attainment_ratio",
         "good / total over the SLO's own window.",
         &labels,
     );
-    let budget = gauge(
-        r,
+    let mut budget = TextGauge::new(
         "slastream_slo_error_budget_remaining_ratio",
         "1 - budget consumed over the SLO's own window.",
         &labels,
@@ -225,8 +299,7 @@ fn slo_metrics(r: &Registry, engine: &Engine, now: Millis, opts: &ExportOptions)
     if opts.per_customer {
         burn_labels.push("customer");
     }
-    let burn = gauge(
-        r,
+    let mut burn = TextGauge::new(
         "slastream_slo_burn_rate",
         "(bad / total) / (1 - objective) over the lookback ending now.",
         &burn_labels,
@@ -272,7 +345,7 @@ fn slo_metrics(r: &Registry, engine: &Engine, now: Millis, opts: &ExportOptions)
             if opts.per_customer {
                 l.push("");
             }
-            set_ratios(&attainment, &budget, &l, &n);
+            set_ratios(&mut attainment, &mut budget, &l, &n);
             let burn_6h = engine.burn_rate(s, &scope, EXHAUSTION_LOOKBACK, now);
             if let Some(secs) = exhaustion_of(&n, burn_6h, (to - from) as f64 / 1000.0) {
                 exhaustion
@@ -284,8 +357,7 @@ fn slo_metrics(r: &Registry, engine: &Engine, now: Millis, opts: &ExportOptions)
                 if opts.per_customer {
                     bl.push("");
                 }
-                burn.with_label_values(&bl)
-                    .set(engine.burn_rate(s, &scope, len, now));
+                burn.set(&bl, engine.burn_rate(s, &scope, len, now));
             }
             // Never decreases: withdrawn outcomes stay counted (see
             // `SloState::withdrawn`).
@@ -311,30 +383,27 @@ fn slo_metrics(r: &Registry, engine: &Engine, now: Millis, opts: &ExportOptions)
                     &*window,
                     &*cust.id,
                 ];
-                set_ratios(&attainment, &budget, &l, &n);
+                set_ratios(&mut attainment, &mut budget, &l, &n);
                 for (name, len) in LOOKBACKS {
-                    burn.with_label_values(&[
-                        &*def.name,
-                        &*cust.segment,
-                        &*cust.timezone,
-                        name,
-                        &*cust.id,
-                    ])
-                    .set(engine.burn_rate(s, &scope, len, now));
+                    burn.set(
+                        &[&*def.name, &*cust.segment, &*cust.timezone, name, &*cust.id],
+                        engine.burn_rate(s, &scope, len, now),
+                    );
                 }
             }
         }
     }
+    vec![attainment, budget, burn]
 }
 
 /// Attainment and budget remaining of one scope; a scope with no data
 /// (status `no_data`) has neither, so its series are left out rather than
 /// shown as a perfect 1.
-fn set_ratios(attainment: &GaugeVec, budget: &GaugeVec, labels: &[&str], n: &Numbers) {
+fn set_ratios(attainment: &mut TextGauge, budget: &mut TextGauge, labels: &[&str], n: &Numbers) {
     let Some(a) = n.attainment else { return };
-    attainment.with_label_values(labels).set(a);
+    attainment.set(labels, a);
     if let Some(b) = n.budget_remaining {
-        budget.with_label_values(labels).set(b);
+        budget.set(labels, b);
     }
 }
 
@@ -476,8 +545,23 @@ fn ingest_metrics(r: &Registry, engine: &Engine, opts: &ExportOptions) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::model::event::decode;
     use crate::model::time::parse_rfc3339;
+
+    #[test]
+    fn written_families_escape_label_values_and_skip_empty_families() {
+        let mut g = TextGauge::new("x_ratio", "A ratio.", &["slo", "customer"]);
+        assert_eq!(g.text(), "", "no sample, no family");
+        g.set(&["a", "q\"uo\\te\nline"], 0.5);
+        g.set(&["a", "b"], f64::INFINITY);
+        assert_eq!(
+            g.text(),
+            "# HELP x_ratio A ratio.\n# TYPE x_ratio gauge\n\
+             x_ratio{customer=\"q\\\"uo\\\\te\\nline\",slo=\"a\"} 0.5\n\
+             x_ratio{customer=\"b\",slo=\"a\"} +Inf\n"
+        );
+    }
 
     const CONFIG: &str = r#"
 [ingest]
