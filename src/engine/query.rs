@@ -863,7 +863,7 @@ impl Engine {
             },
         );
         if let Err(e) = r {
-            tracing::error!(error = %e, "reading settled tickets' breaches from the state store failed");
+            panic!("reading settled tickets' breaches from the state store: {e}");
         }
         more
     }
@@ -874,8 +874,9 @@ impl Engine {
         match cold.history.settled_ticket(id) {
             Ok(r) => r.map(|r| r.events),
             Err(e) => {
-                tracing::error!(ticket = id, error = %e, "reading a settled ticket from the state store failed");
-                None
+                // As for stored buckets: an answer without it would be wrong,
+                // so the process fails (and restarts) instead.
+                panic!("reading settled ticket {id} from the state store: {e}")
             }
         }
     }

@@ -159,8 +159,9 @@ impl Engine {
         match cold.history.settled_ticket(id) {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(ticket = id, error = %e, "reading a settled ticket from the state store failed");
-                None
+                // As for stored buckets: an answer without it would be wrong,
+                // so the process fails (and restarts) instead.
+                panic!("reading settled ticket {id} from the state store: {e}")
             }
         }
     }
@@ -322,8 +323,7 @@ impl Engine {
         let ids = match cold.history.settled_tickets_of(&id, from) {
             Ok(ids) => ids,
             Err(e) => {
-                tracing::error!(customer = %id, error = %e, "reading settled tickets from the state store failed");
-                return;
+                panic!("reading the settled tickets of {id} from the state store: {e}")
             }
         };
         self.fault_in_ids(ids);
@@ -371,9 +371,7 @@ impl Engine {
         };
         match cold.history.settled_tickets_before(before) {
             Ok(ids) => self.fault_in_ids(ids),
-            Err(e) => {
-                tracing::error!(error = %e, "reading settled tickets from the state store failed");
-            }
+            Err(e) => panic!("reading settled tickets from the state store: {e}"),
         }
     }
 
