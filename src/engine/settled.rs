@@ -574,6 +574,54 @@ targets = { P1 = "4h", P2 = "1d", P3 = "3d", P4 = "5d" }
         assert_eq!(observe(&p.cold, now), observe(&p.full, now));
     }
 
+    /// A run-time exclusion is persisted on its own before it is answered;
+    /// a crash before the next commit leaves the stored clock counts
+    /// derived without it. The fingerprint says so, and the restart judges
+    /// every clock again, settled tickets included.
+    #[test]
+    fn a_crash_between_an_exclusion_and_the_next_commit_is_judged_again() {
+        let mut p = Pair::new(CONFIG);
+        let now = t("2026-11-20T00:00:00Z");
+        p.feed(
+            "2026-11-02T10:00:00Z",
+            "acme",
+            "T1",
+            "opened",
+            r#","priority":"P1""#,
+        );
+        p.feed("2026-11-02T12:00:00Z", "acme", "T1", "responded", "");
+        p.feed("2026-11-02T13:00:00Z", "acme", "T1", "resolved", "");
+        p.feed(
+            "2026-11-05T09:00:00Z",
+            "globex",
+            "T3",
+            "opened",
+            r#","priority":"P3""#,
+        );
+        assert!(!p.cold.tickets.index.contains_key("T1"), "T1 settled");
+        let x = Exclusion {
+            name: "maintenance".into(),
+            from: t("2026-11-02T10:00:00Z"),
+            to: t("2026-11-02T11:30:00Z"),
+            slos: None,
+            customers: Some(vec!["acme".into()]),
+            segments: None,
+            reason: "maintenance".into(),
+        };
+        p.full.add_exclusion(x.clone(), "ops".into(), now);
+        p.cold.add_exclusion(x.clone(), "ops".into(), now);
+        p.exclusions.push(x);
+        // Only the exclusion reaches the store.
+        p.store
+            .write(crate::store::state::exclusions_batch(&mut p.cold))
+            .expect("memory store");
+        p.restart(CONFIG, now);
+        same(&p, now);
+        // And the next start takes the counts as stored.
+        p.restart(CONFIG, now);
+        same(&p, now);
+    }
+
     #[test]
     fn settled_tickets_leave_memory_and_every_answer_stays() {
         let mut p = Pair::new(CONFIG);
