@@ -1161,6 +1161,34 @@ pub fn restore_at(
     start: Millis,
     history: Option<Arc<dyn crate::engine::History>>,
 ) -> Result<Engine, StoreError> {
+    restore_owned(cfg, store, start, history, None)
+}
+
+/// The engine of task `owner` = (task, tasks) from its own store (cluster
+/// mode; see `Engine::for_task`), history behind the hot window read from
+/// there.
+pub fn restore_task(
+    cfg: &Config,
+    store: Arc<dyn Store>,
+    owner: (u32, u32),
+) -> Result<Engine, StoreError> {
+    let history: Arc<dyn crate::engine::History> = Arc::new(StoreHistory(store.clone()));
+    restore_owned(
+        cfg,
+        store.as_ref(),
+        crate::model::time::WallClock.now(),
+        Some(history),
+        Some(owner),
+    )
+}
+
+fn restore_owned(
+    cfg: &Config,
+    store: &dyn Store,
+    start: Millis,
+    history: Option<Arc<dyn crate::engine::History>>,
+    owner: Option<(u32, u32)>,
+) -> Result<Engine, StoreError> {
     let prepared = prepare(store)?;
     if prepared.migrated > 0 || !prepared.unreadable.is_empty() {
         tracing::info!(
@@ -1174,7 +1202,7 @@ pub fn restore_at(
             "state: a bucket key of format version 1 cannot be read; kept under table `z`, not restored"
         );
     }
-    let mut e = Engine::new(cfg);
+    let mut e = Engine::for_task(cfg, owner);
     for (k, v) in store.scan(b"c")? {
         let seen: SeenCustomer = decode(&k, &v)?;
         e.customers.restore(&seen);
@@ -2053,5 +2081,109 @@ window = "30d"
         feed(&mut e, &store, t0 + 30 * HOUR, 48, &mut n);
         let second = e.footprint().buckets;
         assert!(second < first * 2, "{first} then {second}");
+    }
+}
+
+#[cfg(test)]
+mod task_tests {
+    //! Task engines (cluster mode) each on its own RocksDB store, committing
+    //! as they go and restarted from it, answer together what one engine
+    //! fed everything answers.
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::query::{Partial, Scope};
+    use crate::generate::{GenSettings, Generator};
+    use crate::model::event::decode;
+    use crate::model::time::{parse_rfc3339, DAY, HOUR};
+    use crate::store::RocksStore;
+
+    #[test]
+    fn task_stores_restart_and_answer_together() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/slastream.toml");
+        let mut cfg = crate::config::load(&path).expect("shipped config");
+        // A short window: history and settled tickets leave memory.
+        cfg.ingest.max_lateness = HOUR;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tasks = 3u32;
+        let open = |p: u32| -> Arc<dyn Store> {
+            Arc::new(RocksStore::open(&dir.path().join(format!("task-{p}"))).expect("open"))
+        };
+        let mut one = Engine::new(&cfg);
+        let mut parts: Vec<(Engine, Arc<dyn Store>)> = (0..tasks)
+            .map(|p| {
+                let store = open(p);
+                (
+                    restore_task(&cfg, store.clone(), (p, tasks)).expect("restore"),
+                    store,
+                )
+            })
+            .collect();
+        let start = parse_rfc3339("2026-11-01T00:00:00Z").expect("instant");
+        let wall = Millis::MAX / 2;
+        let events = Generator::new(GenSettings::from_config(&cfg, 5, 40, 1.0, start, 3 * DAY));
+        for (n, g) in events.enumerate() {
+            let ev = decode(g.json.as_bytes()).expect("generated events decode");
+            one.apply(&ev, wall);
+            for (e, store) in &mut parts {
+                e.apply(&ev, wall);
+                if n % 500 == 499 {
+                    e.maybe_compact();
+                    store.write(dirty_batch(e)).expect("write");
+                }
+            }
+        }
+        for (e, store) in &mut parts {
+            store.write(dirty_batch(e)).expect("write");
+        }
+        // Restarted, each from its own store.
+        drop(parts);
+        let parts: Vec<Engine> = (0..tasks)
+            .map(|p| restore_task(&cfg, open(p), (p, tasks)).expect("restore"))
+            .collect();
+        let now = one.watermark().expect("events") + HOUR;
+        let all = Scope::Filter {
+            segment: None,
+            timezone: None,
+        };
+        let mut compared = 0;
+        for s in 0..cfg.slos.len() {
+            for (from, to) in [
+                (start, start + 3 * DAY),
+                (now - DAY, now),
+                (start + DAY, start + 2 * DAY),
+            ] {
+                let want = one.partial(s, &all, from, to, now);
+                let mut sum = Partial::default();
+                for e in &parts {
+                    sum.add(e.partial(s, &all, from, to, now));
+                }
+                assert!(
+                    (sum.total - want.total).abs() < 1e-6 && (sum.good - want.good).abs() < 1e-6,
+                    "slo {s} {from}..{to}: {sum:?} / {want:?}"
+                );
+                compared += usize::from(want.total > 0.0);
+            }
+            let mut want: Vec<_> = one
+                .breaches(Some(s), None, now)
+                .into_iter()
+                .map(|b| (b.id, b.customer, b.breached_at, b.stopped_at))
+                .collect();
+            let mut got: Vec<_> = parts
+                .iter()
+                .flat_map(|e| e.breaches(Some(s), None, now))
+                .map(|b| (b.id, b.customer, b.breached_at, b.stopped_at))
+                .collect();
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "breaches of slo {s}");
+        }
+        assert!(compared > 10, "the workload fills the windows ({compared})");
+        let held: usize = parts.iter().map(|e| e.footprint().items as usize).sum();
+        assert!(
+            held < tasks as usize * one.footprint().items as usize,
+            "settled tickets left the tasks' memory"
+        );
     }
 }
