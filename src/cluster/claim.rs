@@ -314,11 +314,9 @@ mod tests {
         let mut top = 0u64;
         for s in steps {
             match s {
-                Step::Claim => {
-                    if new_claim(&mut log, &mut writers, top + 1, false) {
-                        top += 1;
-                        owner = Some(writers.len() - 1);
-                    }
+                Step::Claim if new_claim(&mut log, &mut writers, top + 1, false) => {
+                    top += 1;
+                    owner = Some(writers.len() - 1);
                 }
                 Step::StaleClaim if top > 0 => {
                     // The top epoch (a lost race) or one below (an older

@@ -73,6 +73,8 @@ fn batch(prefix: &str, n: usize) -> Vec<Op> {
 }
 
 /// A writer of `task` fenced by a transaction.
+// The error is the library's; its size does not matter in a test.
+#[allow(clippy::result_large_err)]
 fn open_txn(addr: &str, task: u32) -> Result<ChangelogWriter, ChangelogError> {
     ChangelogWriter::open(
         addr,
@@ -86,6 +88,8 @@ fn open_txn(addr: &str, task: u32) -> Result<ChangelogWriter, ChangelogError> {
 }
 
 /// A writer of `task` fenced by a claim, scanning from the start.
+// The error is the library's; its size does not matter in a test.
+#[allow(clippy::result_large_err)]
 fn open_claim(addr: &str, task: u32) -> Result<ChangelogWriter, ChangelogError> {
     ChangelogWriter::open(
         addr,
