@@ -1,28 +1,35 @@
 //! A task's changelog in Kafka: the writer that puts each commit of a task's
-//! state changes into one Kafka transaction (fenced per task), the trailer
-//! rule that tells complete batches from a crashed or fenced writer's partial
-//! one, and the restorer that reads a task's partition back through that rule.
+//! state changes into the task's partition, fenced per task ([`Fencing`]:
+//! a claim record in the log by default, or Kafka transactions), the
+//! trailer rule that tells complete batches from a crashed or fenced
+//! writer's partial one, and the restorer that reads a task's partition back
+//! through the claim rule ([`crate::cluster::claim`]) and the trailer rule.
 //!
 //! Record format, on partition `task` of a compacted topic:
 //! - a state change is a record `key → value` (`None` = tombstone);
 //! - every record carries the headers `slastream.writer` (the writer's id,
 //!   fresh at every open) and `slastream.seq` (the batch number, from 1);
+//!   a claiming writer's also `slastream.epoch`;
 //! - the last record of every batch is the trailer `\0trailer/<writer> →
-//!   <seq>` (decimal ASCII).
+//!   <seq>` (decimal ASCII);
+//! - a claiming writer's first record is its claim (see `claim`).
 //!
 //! Every librdkafka setting of the changelog is in [`settings`].
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+use crate::cluster::claim::{is_claim, Claim, ClaimRule, HEADER_EPOCH};
 
 /// One state change: key and value; `None` deletes the key (a tombstone).
 pub type Op = (Vec<u8>, Option<Vec<u8>>);
@@ -38,6 +45,45 @@ pub const TRAILER_PREFIX: &[u8] = b"\0trailer/";
 pub const MAX_BATCH_RECORDS: usize = 100_000;
 /// Most key and value bytes in one batch.
 pub const MAX_BATCH_BYTES: usize = 64 << 20;
+/// A claiming writer checks that it still owns its task before a commit
+/// once this many batches went by since the last check...
+pub const CHECK_EVERY_BATCHES: u32 = 10;
+/// ... or this long: a superseded writer (a zombie) writes at most this
+/// many batches, or for this long plus one commit, after the newer claim.
+pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Attempts at a claim before giving up: a claim is lost only to a
+/// concurrent claimer with an epoch at least as high.
+const CLAIM_ATTEMPTS: u32 = 3;
+
+/// How the writers of one task are fenced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Fencing {
+    /// A claim record in the task's partition (`cluster::claim`): works on
+    /// any broker, tansu 0.6 included; a superseded writer learns it at its
+    /// next ownership check and its records are dropped on restore.
+    #[default]
+    Claims,
+    /// One `transactional.id` per task: the broker fences an older writer
+    /// at once. Needs a broker that runs Kafka transactions (EndTxn);
+    /// tansu 0.6 does not.
+    Transactions,
+}
+
+/// A point in a task's changelog: the offset a restore resumes from and the
+/// owner there, as [`ChangelogRestorer::restore`] hands them out. Stored
+/// with the local state; a fresh task starts at [`Position::start`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    pub offset: i64,
+    /// The claim owning the task at `offset`; `None` before any.
+    pub owner: Option<Claim>,
+}
+
+impl Position {
+    pub fn start() -> Position {
+        Position::default()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChangelogError {
@@ -46,6 +92,25 @@ pub enum ChangelogError {
          drop the task"
     )]
     Fenced { topic: String, task: u32 },
+    #[error(
+        "changelog {topic}, task {task}: the claim at epoch {epoch} was overtaken by an equal \
+         or higher claim {attempts} times"
+    )]
+    ClaimLost {
+        topic: String,
+        task: u32,
+        epoch: u64,
+        attempts: u32,
+    },
+    #[error(
+        "changelog {topic}, task {task}: this writer's claim did not come back from the log \
+         within {timeout:?}"
+    )]
+    ClaimUnseen {
+        topic: String,
+        task: u32,
+        timeout: Duration,
+    },
     #[error("changelog {topic}, task {task}: {op} failed: {source}")]
     Kafka {
         topic: String,
@@ -122,6 +187,28 @@ pub mod settings {
             // it fits the queue whole, so a commit never waits on itself.
             .set("queue.buffering.max.messages", "200000")
             .set("linger.ms", "5");
+        c
+    }
+
+    /// The producer of a claiming writer: no transaction; idempotent, so a
+    /// retry neither duplicates nor reorders a record; every in-sync
+    /// replica has a record before it counts as written.
+    pub fn claim_producer(brokers: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("queue.buffering.max.messages", "200000")
+            .set("linger.ms", "5");
+        c
+    }
+
+    /// The consumer a claiming writer reads its partition with: the scan
+    /// for the highest epoch at open, then the ownership checks. It reads
+    /// the writer's own records back, so its prefetch queue is kept small.
+    pub fn check_consumer(brokers: &str) -> ClientConfig {
+        let mut c = restore_consumer(brokers);
+        c.set("queued.max.messages.kbytes", "8192");
         c
     }
 
@@ -208,14 +295,53 @@ pub async fn ensure_topic(
     Ok(())
 }
 
-/// Writes a task's batches of state changes, each in one Kafka transaction.
+/// The first delivery failure of a writer's producer: without a
+/// transaction, a failed record shows only in its delivery report.
+#[derive(Clone, Default)]
+pub struct Deliveries(Arc<Mutex<Option<KafkaError>>>);
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            if let Ok(mut first) = self.0.lock() {
+                first.get_or_insert_with(|| e.clone());
+            }
+        }
+    }
+}
+
+impl Deliveries {
+    fn take(&self) -> Option<KafkaError> {
+        self.0.lock().ok().and_then(|mut e| e.take())
+    }
+}
+
+/// What a claiming writer holds besides the producer.
+struct Claimed {
+    epoch: u64,
+    /// Reads the partition past the claim: the ownership checks.
+    consumer: BaseConsumer,
+    /// The next offset a check examines.
+    checked: i64,
+    batches_since_check: u32,
+    last_check: Instant,
+    /// When a check is due: [`CHECK_EVERY_BATCHES`], [`CHECK_EVERY`].
+    every_batches: u32,
+    every: Duration,
+}
+
+/// Writes a task's batches of state changes to its partition.
 ///
-/// `open` fences every earlier writer of the task (same `transactional.id`).
-/// After a failed commit the writer refuses further commits: the caller's
-/// in-memory state is then ahead of the durable changelog, so it must reopen
-/// the task from its store and the changelog.
+/// `open` fences every earlier writer of the task ([`Fencing`]). After a
+/// failed commit the writer refuses further commits: the caller's in-memory
+/// state is then ahead of the durable changelog, so it must reopen the task
+/// from its store and the changelog.
 pub struct ChangelogWriter {
-    producer: BaseProducer,
+    producer: BaseProducer<Deliveries>,
     topic: String,
     task: u32,
     writer: String,
@@ -223,34 +349,49 @@ pub struct ChangelogWriter {
     seq: u64,
     timeout: Duration,
     closed: bool,
+    /// `None`: fenced by transactions.
+    claim: Option<Claimed>,
 }
 
 impl ChangelogWriter {
-    /// Opens task `task`'s writer: `init_transactions` fences any older
-    /// writer of the task and rolls back its open transaction.
+    /// Opens task `task`'s writer, fencing every older writer of the task.
+    ///
+    /// [`Fencing::Claims`]: reads the partition from `from` (the position
+    /// the local state was restored to; [`Position::start`] without one) to
+    /// its end for the highest epoch, appends a claim one above it and reads
+    /// it back. Restore after this, from the same position: the restore
+    /// then reaches past the claim, so it has every record the older owners
+    /// wrote before it.
+    ///
+    /// [`Fencing::Transactions`]: `init_transactions` with `transactional.id
+    /// = <group>-task-<task>` fences any older writer and rolls back its open
+    /// transaction; `from` is not used.
     pub fn open(
         brokers: &str,
         topic: &str,
         group: &str,
         task: u32,
+        fencing: Fencing,
+        from: &Position,
         timeout: Duration,
     ) -> Result<ChangelogWriter, ChangelogError> {
-        let txn_id = settings::transactional_id(group, task);
         let kafka = |op, source| ChangelogError::Kafka {
             topic: topic.to_string(),
             task,
             op,
             source,
         };
-        let producer: BaseProducer = settings::producer(brokers, &txn_id)
-            .create()
-            .map_err(|e| kafka("create producer", e))?;
-        producer
-            .init_transactions(timeout)
-            .map_err(|e| kafka("init_transactions", e))?;
         let writer = format!("{:032x}", rand::random::<u128>());
-        tracing::info!(topic, task, transactional_id = %txn_id, writer = %writer, "changelog writer open");
-        Ok(ChangelogWriter {
+        let config = match fencing {
+            Fencing::Claims => settings::claim_producer(brokers),
+            Fencing::Transactions => {
+                settings::producer(brokers, &settings::transactional_id(group, task))
+            }
+        };
+        let producer: BaseProducer<Deliveries> = config
+            .create_with_context(Deliveries::default())
+            .map_err(|e| kafka("create producer", e))?;
+        let mut w = ChangelogWriter {
             producer,
             topic: topic.to_string(),
             task,
@@ -258,7 +399,119 @@ impl ChangelogWriter {
             seq: 0,
             timeout,
             closed: false,
+            claim: None,
+        };
+        match fencing {
+            Fencing::Transactions => {
+                w.producer
+                    .init_transactions(timeout)
+                    .map_err(|e| kafka("init_transactions", e))?;
+                tracing::info!(topic, task, writer = %w.writer, "changelog writer open (transactions)");
+            }
+            Fencing::Claims => {
+                let consumer: BaseConsumer = settings::check_consumer(brokers)
+                    .create()
+                    .map_err(|e| kafka("create consumer", e))?;
+                w.claim_task(consumer, from)?;
+            }
+        }
+        Ok(w)
+    }
+
+    /// Scans for the highest epoch, claims one above, and reads the claim
+    /// back; retries when an equal or higher claim came first.
+    fn claim_task(
+        &mut self,
+        consumer: BaseConsumer,
+        from: &Position,
+    ) -> Result<(), ChangelogError> {
+        let (topic, task, timeout) = (self.topic.clone(), self.task, self.timeout);
+        let kafka = |op, source| ChangelogError::Kafka {
+            topic: topic.clone(),
+            task,
+            op,
+            source,
+        };
+        assign_from(&consumer, &self.topic, self.task, from.offset, timeout)
+            .map_err(|e| kafka("assign", e))?;
+        let mut rule = ClaimRule::resume(from.owner.clone());
+        let mut reader = PartitionReader::new(&self.topic, self.task, from.offset, timeout);
+        // To the end of the partition as it is now.
+        while let Some(m) = reader.next(&consumer, true)? {
+            observe(&mut rule, &m).map_err(|what| reader.malformed(m.offset(), what))?;
+        }
+        for _ in 0..CLAIM_ATTEMPTS {
+            let mine = Claim {
+                epoch: rule.epoch() + 1,
+                writer: self.writer.clone(),
+            };
+            let value = mine.encode();
+            let key = mine.key();
+            let headers = self.headers(0, Some(mine.epoch));
+            let record = BaseRecord::<[u8], [u8]>::to(&self.topic)
+                .partition(self.partition())
+                .key(&key[..])
+                .payload(&value[..])
+                .headers(headers);
+            self.send(record).map_err(|e| kafka("produce claim", e))?;
+            self.producer
+                .flush(timeout)
+                .map_err(|e| kafka("flush claim", e))?;
+            if let Some(e) = self.producer.context().take() {
+                return Err(kafka("deliver claim", e));
+            }
+            // Everything up to and including the claim: whatever claim came
+            // first between the scan and this one decides.
+            let started = Instant::now();
+            let at = loop {
+                if started.elapsed() > timeout {
+                    return Err(ChangelogError::ClaimUnseen {
+                        topic: topic.clone(),
+                        task,
+                        timeout,
+                    });
+                }
+                let Some(m) = reader.next(&consumer, false)? else {
+                    continue;
+                };
+                if m.key() == Some(&key[..]) {
+                    break m.offset();
+                }
+                observe(&mut rule, &m).map_err(|what| reader.malformed(m.offset(), what))?;
+            };
+            if rule.claim(mine.clone()) {
+                tracing::info!(topic = %self.topic, task, writer = %self.writer, epoch = mine.epoch, offset = at, "changelog writer open (claimed)");
+                self.claim = Some(Claimed {
+                    epoch: mine.epoch,
+                    consumer,
+                    checked: at + 1,
+                    batches_since_check: 0,
+                    last_check: Instant::now(),
+                    every_batches: CHECK_EVERY_BATCHES,
+                    every: CHECK_EVERY,
+                });
+                return Ok(());
+            }
+            tracing::info!(topic = %self.topic, task, epoch = mine.epoch, owner = ?rule.owner(), "changelog claim lost to an earlier claim; claiming again");
+        }
+        Err(ChangelogError::ClaimLost {
+            topic,
+            task,
+            epoch: rule.epoch(),
+            attempts: CLAIM_ATTEMPTS,
         })
+    }
+
+    /// Checks ownership before a commit once `batches` batches or `every`
+    /// went by since the last check, instead of [`CHECK_EVERY_BATCHES`] and
+    /// [`CHECK_EVERY`]: the zombie bound against one ListOffsets request
+    /// and the read of the writer's own records per check.
+    pub fn with_check_interval(mut self, batches: u32, every: Duration) -> ChangelogWriter {
+        if let Some(c) = &mut self.claim {
+            c.every_batches = batches.max(1);
+            c.every = every;
+        }
+        self
     }
 
     /// This writer's id, as in the `slastream.writer` header.
@@ -266,15 +519,104 @@ impl ChangelogWriter {
         &self.writer
     }
 
-    /// Writes `ops` and the trailer as one transaction; the batch's number.
+    /// This writer's claim epoch; `None` when fenced by transactions.
+    pub fn epoch(&self) -> Option<u64> {
+        self.claim.as_ref().map(|c| c.epoch)
+    }
+
+    /// Reads the partition from where the last check stopped to its end:
+    /// [`ChangelogError::Fenced`] (and the writer closes) when a newer claim,
+    /// or a record of a higher epoch, is there. Without claims the broker
+    /// fences, and this does nothing.
+    pub fn check_owner(&mut self) -> Result<(), ChangelogError> {
+        if self.closed {
+            return Err(ChangelogError::Closed {
+                topic: self.topic.clone(),
+                task: self.task,
+            });
+        }
+        let Some(claim) = &mut self.claim else {
+            return Ok(());
+        };
+        let (topic, task, timeout) = (self.topic.clone(), self.task, self.timeout);
+        let kafka = |op, source| ChangelogError::Kafka {
+            topic: topic.clone(),
+            task,
+            op,
+            source,
+        };
+        let partition = i32::try_from(task).unwrap_or(i32::MAX);
+        // Every record below the high watermark is examined. tansu 0.6's
+        // watermark lags into its last record batch, but a claim is a
+        // batch of its own, so one below the watermark is seen.
+        let (_, high) = claim
+            .consumer
+            .fetch_watermarks(&topic, partition, timeout)
+            .map_err(|e| kafka("fetch end offset", e))?;
+        let mut reader = PartitionReader::new(&topic, task, claim.checked, timeout);
+        let mut newer = None;
+        while claim.checked < high {
+            // Ends of the partition reached at earlier checks are still
+            // queued: the watermark, not those, says where this check ends.
+            let Some(m) = reader.next(&claim.consumer, false)? else {
+                break;
+            };
+            claim.checked = m.offset() + 1;
+            let (writer, epoch) = if is_claim(m.key()) {
+                let c = m
+                    .payload()
+                    .ok_or("a claim without a value")
+                    .and_then(|v| Claim::decode(v).map_err(|_| "a malformed claim"))
+                    .map_err(|what| reader.malformed(m.offset(), what.to_string()))?;
+                (c.writer, Some(c.epoch))
+            } else {
+                let writer = header(&m, HEADER_WRITER).unwrap_or_default().to_string();
+                (
+                    writer,
+                    header(&m, HEADER_EPOCH).and_then(|e| e.parse().ok()),
+                )
+            };
+            match epoch {
+                Some(e) if e > claim.epoch => {
+                    newer = Some((writer, e, m.offset()));
+                    break;
+                }
+                Some(e) if writer != self.writer && !is_claim(m.key()) => {
+                    // An older writer still writing: its records are
+                    // dropped on restore; it stops at its own next check.
+                    tracing::warn!(topic = %topic, task, zombie = %writer, epoch = e, offset = m.offset(), "changelog: a superseded writer still writes");
+                }
+                _ => {}
+            }
+        }
+        claim.batches_since_check = 0;
+        claim.last_check = Instant::now();
+        if let Some((writer, epoch, offset)) = newer {
+            self.closed = true;
+            tracing::warn!(topic = %topic, task, writer = %self.writer, newer = %writer, epoch, offset, "changelog writer superseded");
+            return Err(ChangelogError::Fenced { topic, task });
+        }
+        Ok(())
+    }
+
+    /// Writes `ops` and the trailer; the batch's number. With transactions
+    /// the batch is one transaction; with claims the ownership is checked
+    /// first when due ([`CHECK_EVERY_BATCHES`], [`CHECK_EVERY`]) and the
+    /// batch counts once every record is acknowledged.
     /// [`ChangelogError::Fenced`] means a newer owner has the task;
     /// [`ChangelogError::BatchTooLarge`] leaves the writer usable; any other
-    /// error aborts the transaction and closes the writer.
+    /// error closes the writer (and aborts the transaction).
     pub fn commit(&mut self, ops: &[Op]) -> Result<u64, ChangelogError> {
+        let due = self.claim.as_ref().is_some_and(|c| {
+            c.batches_since_check + 1 >= c.every_batches || c.last_check.elapsed() >= c.every
+        });
+        if due {
+            self.check_owner()?;
+        }
         let seq = self.stage(ops)?;
         let trailer_key = trailer_key(&self.writer);
         let trailer_value = seq.to_string();
-        let headers = self.headers(seq);
+        let headers = self.headers(seq, self.epoch());
         let trailer = BaseRecord::<[u8], [u8]>::to(&self.topic)
             .partition(self.partition())
             .key(&trailer_key[..])
@@ -284,13 +626,26 @@ impl ChangelogWriter {
             .send(trailer)
             .map_err(|e| ("produce", e))
             .and_then(|()| {
-                self.producer
-                    .commit_transaction(self.timeout)
-                    .map_err(|e| ("commit_transaction", e))
+                if self.claim.is_some() {
+                    self.producer
+                        .flush(self.timeout)
+                        .map_err(|e| ("flush", e))?;
+                    match self.producer.context().take() {
+                        Some(e) => Err(("deliver", e)),
+                        None => Ok(()),
+                    }
+                } else {
+                    self.producer
+                        .commit_transaction(self.timeout)
+                        .map_err(|e| ("commit_transaction", e))
+                }
             });
         match sent {
             Ok(()) => {
                 self.seq = seq;
+                if let Some(c) = &mut self.claim {
+                    c.batches_since_check += 1;
+                }
                 tracing::debug!(topic = %self.topic, task = self.task, seq, records = ops.len(), "changelog batch committed");
                 Ok(seq)
             }
@@ -298,10 +653,10 @@ impl ChangelogWriter {
         }
     }
 
-    /// Begins a transaction and produces `ops` without trailer and without
-    /// committing, then waits until the broker has them: what a writer that
-    /// dies in the middle of a batch leaves in the log. Only for crash tests;
-    /// the writer is closed afterwards.
+    /// Produces `ops` without trailer (and without committing the
+    /// transaction), then waits until the broker has them: what a writer
+    /// that dies in the middle of a batch leaves in the log. Only for crash
+    /// tests; the writer is closed afterwards.
     #[doc(hidden)]
     pub fn produce_without_commit(&mut self, ops: &[Op]) -> Result<(), ChangelogError> {
         self.stage(ops)?;
@@ -311,8 +666,8 @@ impl ChangelogWriter {
             .map_err(|e| self.fail("flush", e))
     }
 
-    /// Checks the cap, begins the transaction and produces `ops`; the number
-    /// of the batch under way.
+    /// Checks the cap, begins the transaction if any and produces `ops`;
+    /// the number of the batch under way.
     fn stage(&mut self, ops: &[Op]) -> Result<u64, ChangelogError> {
         if self.closed {
             return Err(ChangelogError::Closed {
@@ -331,10 +686,12 @@ impl ChangelogWriter {
             });
         }
         let seq = self.seq + 1;
-        if let Err(e) = self.producer.begin_transaction() {
-            return Err(self.fail("begin_transaction", e));
+        if self.claim.is_none() {
+            if let Err(e) = self.producer.begin_transaction() {
+                return Err(self.fail("begin_transaction", e));
+            }
         }
-        let headers = self.headers(seq);
+        let headers = self.headers(seq, self.epoch());
         for (key, value) in ops {
             let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic)
                 .partition(self.partition())
@@ -354,9 +711,9 @@ impl ChangelogWriter {
         i32::try_from(self.task).unwrap_or(i32::MAX)
     }
 
-    fn headers(&self, seq: u64) -> OwnedHeaders {
+    fn headers(&self, seq: u64, epoch: Option<u64>) -> OwnedHeaders {
         let seq = seq.to_string();
-        OwnedHeaders::new_with_capacity(2)
+        let h = OwnedHeaders::new_with_capacity(3)
             .insert(Header {
                 key: HEADER_WRITER,
                 value: Some(self.writer.as_bytes()),
@@ -364,7 +721,14 @@ impl ChangelogWriter {
             .insert(Header {
                 key: HEADER_SEQ,
                 value: Some(seq.as_bytes()),
-            })
+            });
+        match epoch {
+            Some(e) => h.insert(Header {
+                key: HEADER_EPOCH,
+                value: Some(e.to_string().as_bytes()),
+            }),
+            None => h,
+        }
     }
 
     /// Queues one record, serving the queue while it is full.
@@ -384,10 +748,12 @@ impl ChangelogWriter {
         }
     }
 
-    /// Ends a failed transaction: fenced, or aborted and closed.
+    /// Ends a failed commit: fenced, or aborted and closed.
     fn fail(&mut self, op: &'static str, source: KafkaError) -> ChangelogError {
         self.closed = true;
-        if !self.fenced(&source) {
+        // Only a transactional producer is fenced by the broker.
+        let transactional = self.claim.is_none();
+        if transactional && !self.fenced(&source) {
             // A fenced producer cannot abort; any other failure must not
             // leave the transaction open. The abort's own failure adds
             // nothing the first error does not say, except being fenced.
@@ -395,7 +761,7 @@ impl ChangelogWriter {
                 tracing::warn!(topic = %self.topic, task = self.task, error = %e, "changelog abort failed");
             }
         }
-        if self.fenced(&source) {
+        if transactional && self.fenced(&source) {
             tracing::warn!(topic = %self.topic, task = self.task, writer = %self.writer, "changelog writer fenced");
             return ChangelogError::Fenced {
                 topic: self.topic.clone(),
@@ -429,7 +795,7 @@ impl ChangelogWriter {
     }
 }
 
-fn trailer_key(writer: &str) -> Vec<u8> {
+pub(crate) fn trailer_key(writer: &str) -> Vec<u8> {
     let mut k = TRAILER_PREFIX.to_vec();
     k.extend_from_slice(writer.as_bytes());
     k
@@ -627,7 +993,7 @@ fn op_bytes(key: &[u8], value: &Option<Vec<u8>>) -> usize {
 /// What a restore read and applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestoreStats {
-    /// Records read (trailers included).
+    /// Records read (claims and trailers included).
     pub records: u64,
     /// Key and value bytes read.
     pub bytes: u64,
@@ -635,8 +1001,150 @@ pub struct RestoreStats {
     pub applied: u64,
     /// Records discarded as partial batches.
     pub discarded: u64,
+    /// Records dropped as a superseded writer's (written after a newer
+    /// claim).
+    pub superseded: u64,
     /// The offset after the last record read: where the partition ended.
     pub end: i64,
+    /// The owner at the end: a claim, or the writer of a higher epoch
+    /// whose claim compaction removed.
+    pub owner: Option<Claim>,
+}
+
+/// The value of header `key` of `m`, if it is UTF-8.
+fn header<'m>(m: &'m BorrowedMessage<'_>, key: &str) -> Option<&'m str> {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Feeds a claim, or a record's epoch, to the claim rule; records without
+/// an epoch (a transactional writer's) say nothing about claims.
+fn observe(rule: &mut ClaimRule, m: &BorrowedMessage<'_>) -> Result<(), String> {
+    if is_claim(m.key()) {
+        let claim = Claim::decode(m.payload().unwrap_or_default()).map_err(|e| e.to_string())?;
+        rule.claim(claim);
+    } else if let Some(epoch) = header(m, HEADER_EPOCH) {
+        let epoch = epoch
+            .parse::<u64>()
+            .map_err(|_| "slastream.epoch is not a number".to_string())?;
+        let writer = header(m, HEADER_WRITER).ok_or("no slastream.writer header")?;
+        rule.admit(writer, epoch);
+    }
+    Ok(())
+}
+
+/// Assigns partition `task` to `consumer` so that reading from `from`
+/// misses nothing; the partition's (low, reported end) offsets.
+fn assign_from(
+    consumer: &BaseConsumer,
+    topic: &str,
+    task: u32,
+    from: i64,
+    timeout: Duration,
+) -> Result<(i64, i64), KafkaError> {
+    let partition = i32::try_from(task).unwrap_or(i32::MAX);
+    let (low, reported_end) = consumer.fetch_watermarks(topic, partition, timeout)?;
+    // A broker whose high watermark lags (tansu 0.6 reports the start of
+    // its last record batch, plus one) answers a fetch from inside that
+    // batch with nothing: start no later than just below the reported
+    // end; the reader skips what lies before `from`. The end of a read is
+    // the end-of-partition event, not the reported end.
+    let start = if reported_end > 0 {
+        from.min(reported_end - 1)
+    } else {
+        from
+    }
+    .max(0);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
+    consumer.assign(&tpl)?;
+    Ok((low, reported_end))
+}
+
+/// Reads one assigned partition in order from `from`, failing when nothing
+/// arrives for `idle`.
+struct PartitionReader {
+    topic: String,
+    task: u32,
+    from: i64,
+    /// The offset after the last record read.
+    position: i64,
+    /// The end the broker reported, for the error message.
+    reported_end: i64,
+    idle: Duration,
+    last_progress: Instant,
+}
+
+impl PartitionReader {
+    fn new(topic: &str, task: u32, from: i64, idle: Duration) -> PartitionReader {
+        PartitionReader {
+            topic: topic.to_string(),
+            task,
+            from,
+            position: from,
+            reported_end: -1,
+            idle,
+            last_progress: Instant::now(),
+        }
+    }
+
+    /// The next record; `None` at the end of the partition when
+    /// `stop_at_end`, else it waits for more.
+    fn next<'c>(
+        &mut self,
+        consumer: &'c BaseConsumer,
+        stop_at_end: bool,
+    ) -> Result<Option<BorrowedMessage<'c>>, ChangelogError> {
+        loop {
+            match consumer.poll(Duration::from_millis(100)) {
+                None => {
+                    if self.last_progress.elapsed() > self.idle {
+                        return Err(ChangelogError::RestoreStalled {
+                            topic: self.topic.clone(),
+                            task: self.task,
+                            position: self.position,
+                            end: self.reported_end,
+                            idle: self.idle,
+                        });
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    self.last_progress = Instant::now();
+                    if stop_at_end {
+                        return Ok(None);
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(ChangelogError::Kafka {
+                        topic: self.topic.clone(),
+                        task: self.task,
+                        op: "fetch",
+                        source: e,
+                    })
+                }
+                Some(Ok(m)) => {
+                    self.last_progress = Instant::now();
+                    if m.offset() < self.from {
+                        continue;
+                    }
+                    self.position = m.offset() + 1;
+                    return Ok(Some(m));
+                }
+            }
+        }
+    }
+
+    fn malformed(&self, offset: i64, what: impl Into<String>) -> ChangelogError {
+        ChangelogError::Malformed {
+            topic: self.topic.clone(),
+            task: self.task,
+            offset,
+            what: what.into(),
+        }
+    }
 }
 
 /// Reads one task's changelog partition back, complete batches only.
@@ -660,13 +1168,15 @@ impl ChangelogRestorer {
 
     /// Reads partition `task` read_committed from `from` (the local
     /// checkpoint) to its end, and calls `apply` with each complete batch
-    /// and the offset to resume from once it is applied. Call it after the
-    /// task's new writer opened (fenced the old one) and before that writer
-    /// commits: then the end reached is the end of the old writers' log.
+    /// of an owner and the position to resume from once it is applied.
+    /// Call it after the task's new writer opened (claimed the task, or
+    /// fenced the old writer) and before that writer commits: then the end
+    /// reached is past every record the older owners wrote while they owned
+    /// the task.
     pub fn restore(
         &self,
-        from: i64,
-        mut apply: impl FnMut(&[Op], i64),
+        from: &Position,
+        mut apply: impl FnMut(&[Op], &Position),
     ) -> Result<RestoreStats, ChangelogError> {
         let kafka = |op, source| ChangelogError::Kafka {
             topic: self.topic.clone(),
@@ -674,100 +1184,68 @@ impl ChangelogRestorer {
             op,
             source,
         };
-        let partition = i32::try_from(self.task).unwrap_or(i32::MAX);
         let consumer: BaseConsumer = settings::restore_consumer(&self.brokers)
             .create()
             .map_err(|e| kafka("create consumer", e))?;
-        let (low, reported_end) = consumer
-            .fetch_watermarks(&self.topic, partition, self.idle_timeout)
-            .map_err(|e| kafka("fetch end offset", e))?;
+        let (low, reported_end) = assign_from(
+            &consumer,
+            &self.topic,
+            self.task,
+            from.offset,
+            self.idle_timeout,
+        )
+        .map_err(|e| kafka("assign", e))?;
         // Compaction keeps the log's start; a start beyond `from` means
         // records were deleted (retention on a topic that should be
         // compacted), and a restore from there would silently miss them.
-        if from < low {
+        if from.offset < low {
             return Err(ChangelogError::Truncated {
                 topic: self.topic.clone(),
                 task: self.task,
-                from,
+                from: from.offset,
                 low,
             });
         }
-        // A broker whose high watermark lags (tansu 0.6 reports the start of
-        // its last record batch, plus one) answers a fetch from inside that
-        // batch with nothing: start no later than just below the reported
-        // end, and skip what lies before `from`. The end of the read is the
-        // end-of-partition event, not the reported end.
-        let start = if reported_end > 0 {
-            from.min(reported_end - 1)
-        } else {
-            from
-        }
-        .max(0);
         let mut stats = RestoreStats {
-            end: from,
+            end: from.offset,
             ..RestoreStats::default()
         };
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, partition, Offset::Offset(start))
-            .map_err(|e| kafka("assign", e))?;
-        consumer.assign(&tpl).map_err(|e| kafka("assign", e))?;
         let started = Instant::now();
+        let mut reader =
+            PartitionReader::new(&self.topic, self.task, from.offset, self.idle_timeout);
+        reader.reported_end = reported_end;
+        let mut claims = ClaimRule::resume(from.owner.clone());
         let mut rule = TrailerRule::default();
-        let mut last_progress = Instant::now();
-        loop {
-            let m = match consumer.poll(Duration::from_millis(100)) {
-                None => {
-                    if last_progress.elapsed() > self.idle_timeout {
-                        return Err(ChangelogError::RestoreStalled {
-                            topic: self.topic.clone(),
-                            task: self.task,
-                            position: stats.end,
-                            end: reported_end,
-                            idle: self.idle_timeout,
-                        });
-                    }
-                    continue;
-                }
-                // The end of what is committed now (read_committed stops at
-                // the last stable offset). The caller opened the task's new
-                // writer first, so no other writer adds to it.
-                Some(Err(KafkaError::PartitionEOF(_))) => break,
-                Some(Err(e)) => return Err(kafka("fetch", e)),
-                Some(Ok(m)) => m,
-            };
-            last_progress = Instant::now();
+        // The end of what is committed now (read_committed stops at the
+        // last stable offset). The caller opened the task's new writer
+        // first, so whatever comes later is not an older owner's.
+        while let Some(m) = reader.next(&consumer, true)? {
             let offset = m.offset();
-            if offset < from {
+            stats.end = offset + 1;
+            stats.records += 1;
+            let malformed = |what: &str| reader.malformed(offset, what);
+            if is_claim(m.key()) {
+                let claim = Claim::decode(m.payload().unwrap_or_default())
+                    .map_err(|e| malformed(&e.to_string()))?;
+                claims.claim(claim);
                 continue;
             }
-            stats.end = offset + 1;
-            let malformed = |what: &str| ChangelogError::Malformed {
-                topic: self.topic.clone(),
-                task: self.task,
-                offset,
-                what: what.to_string(),
-            };
-            let mut writer = None;
-            let mut seq = None;
-            if let Some(h) = m.headers() {
-                for header in h.iter() {
-                    match header.key {
-                        HEADER_WRITER => writer = header.value,
-                        HEADER_SEQ => seq = header.value,
-                        _ => {}
-                    }
-                }
-            }
-            let writer = writer
-                .and_then(|w| std::str::from_utf8(w).ok())
-                .ok_or_else(|| malformed("no slastream.writer header"))?;
-            let seq = seq
-                .and_then(|s| std::str::from_utf8(s).ok())
+            let writer =
+                header(&m, HEADER_WRITER).ok_or_else(|| malformed("no slastream.writer header"))?;
+            let seq = header(&m, HEADER_SEQ)
                 .and_then(|s| s.parse::<u64>().ok())
                 .ok_or_else(|| malformed("no slastream.seq header"))?;
+            if let Some(epoch) = header(&m, HEADER_EPOCH) {
+                let epoch = epoch
+                    .parse::<u64>()
+                    .map_err(|_| malformed("slastream.epoch is not a number"))?;
+                if !claims.admit(writer, epoch) {
+                    stats.superseded += 1;
+                    continue;
+                }
+            }
             let key = m.key().unwrap_or_default().to_vec();
             let value = m.payload().map(<[u8]>::to_vec);
-            stats.records += 1;
             stats.bytes += op_bytes(&key, &value) as u64;
             let released = rule
                 .push(LogRecord {
@@ -780,18 +1258,24 @@ impl ChangelogRestorer {
                 .map_err(|e| malformed(&e.to_string()))?;
             for r in released {
                 stats.applied += r.ops.len() as u64;
-                apply(&r.ops, r.next_offset);
+                let at = Position {
+                    offset: r.next_offset,
+                    owner: claims.owner().cloned(),
+                };
+                apply(&r.ops, &at);
             }
         }
         stats.discarded = rule.finish();
+        stats.owner = claims.owner().cloned();
         tracing::info!(
             topic = %self.topic,
             task = self.task,
-            from,
+            from = from.offset,
             end = stats.end,
             records = stats.records,
             applied = stats.applied,
             discarded = stats.discarded,
+            superseded = stats.superseded,
             took_ms = started.elapsed().as_millis() as u64,
             "changelog restored"
         );

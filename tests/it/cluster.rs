@@ -4,8 +4,9 @@
 //! restores through the trailer rule, and a writer killed mid-transaction
 //! leaves nothing a restore applies (librdkafka's mock cluster: tansu 0.6
 //! does not advertise EndTxn, so librdkafka cannot commit a transaction on
-//! it, which a test pins); and what tansu does with cooperative-sticky
-//! assignment.
+//! it, which a test pins); fencing by claims on tansu (zombies, ownership
+//! checks, a writer killed mid-batch, the restore rate); and what tansu
+//! does with cooperative-sticky, range and roundrobin assignment.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -22,8 +23,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Produc
 use rdkafka::types::{RDKafkaApiKey, RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use slastream::cluster::changelog::{
-    ensure_topic, settings, ChangelogError, ChangelogRestorer, ChangelogWriter, Op, RestoreStats,
-    HEADER_SEQ, HEADER_WRITER,
+    ensure_topic, settings, ChangelogError, ChangelogRestorer, ChangelogWriter, Fencing, Op,
+    Position, RestoreStats, HEADER_SEQ, HEADER_WRITER,
 };
 use slastream::cluster::partition::task_of;
 
@@ -71,16 +72,55 @@ fn batch(prefix: &str, n: usize) -> Vec<Op> {
         .collect()
 }
 
+/// A writer of `task` fenced by a transaction.
+// The error is the library's; its size does not matter in a test.
+#[allow(clippy::result_large_err)]
+fn open_txn(addr: &str, task: u32) -> Result<ChangelogWriter, ChangelogError> {
+    ChangelogWriter::open(
+        addr,
+        TOPIC,
+        "g",
+        task,
+        Fencing::Transactions,
+        &Position::start(),
+        TIMEOUT,
+    )
+}
+
+/// A writer of `task` fenced by a claim, scanning from the start.
+// The error is the library's; its size does not matter in a test.
+#[allow(clippy::result_large_err)]
+fn open_claim(addr: &str, task: u32) -> Result<ChangelogWriter, ChangelogError> {
+    ChangelogWriter::open(
+        addr,
+        TOPIC,
+        "g",
+        task,
+        Fencing::Claims,
+        &Position::start(),
+        TIMEOUT,
+    )
+}
+
 /// Restores `task` from `from`: every batch handed out, and the stats.
-fn restore(addr: &str, task: u32, from: i64) -> (Vec<(Vec<Op>, i64)>, RestoreStats) {
+fn restore_from(
+    addr: &str,
+    task: u32,
+    from: &Position,
+) -> (Vec<(Vec<Op>, Position)>, RestoreStats) {
     let mut batches = Vec::new();
     let stats = ChangelogRestorer::new(addr, TOPIC, task, TIMEOUT)
-        .restore(from, |ops, next| batches.push((ops.to_vec(), next)))
+        .restore(from, |ops, next| batches.push((ops.to_vec(), next.clone())))
         .expect("restore");
     (batches, stats)
 }
 
-fn state_of(batches: &[(Vec<Op>, i64)]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+/// Restores `task` whole.
+fn restore(addr: &str, task: u32) -> (Vec<(Vec<Op>, Position)>, RestoreStats) {
+    restore_from(addr, task, &Position::start())
+}
+
+fn state_of(batches: &[(Vec<Op>, Position)]) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let mut state = BTreeMap::new();
     for (ops, _) in batches {
         for (k, v) in ops {
@@ -207,8 +247,7 @@ async fn tansu_0_6_cannot_commit_a_librdkafka_transaction() {
     ensure_topic(&admin(&broker), TOPIC, TASKS)
         .await
         .expect("create the changelog topic");
-    let mut w = ChangelogWriter::open(&broker.addr(), TOPIC, "g", 1, TIMEOUT)
-        .expect("init_transactions works on tansu");
+    let mut w = open_txn(&broker.addr(), 1).expect("init_transactions works on tansu");
     match w.commit(&[op("a", Some("1"))]) {
         Err(ChangelogError::Kafka {
             op: "commit_transaction",
@@ -227,13 +266,13 @@ async fn tansu_0_6_cannot_commit_a_librdkafka_transaction() {
 fn committed_batches_restore_and_aborted_ones_do_not() {
     let cluster = txn_cluster();
     let addr = &cluster.addr;
-    let mut w = ChangelogWriter::open(addr, TOPIC, "g", 1, TIMEOUT).expect("open");
+    let mut w = open_txn(addr, 1).expect("open");
     let first = vec![op("a", Some("1")), op("b", Some("2"))];
     let second = vec![op("a", None), op("c", Some("3"))];
     assert_eq!(w.commit(&first).expect("commit"), 1);
     assert_eq!(w.commit(&second).expect("commit"), 2);
 
-    let (batches, stats) = restore(addr, 1, 0);
+    let (batches, stats) = restore(addr, 1);
     assert_eq!(
         batches
             .iter()
@@ -291,12 +330,12 @@ fn a_new_writer_fences_the_old_one_and_restore_skips_a_fenced_partial_batch() {
     let addr = &cluster.addr;
     let task = 3;
 
-    let mut a = ChangelogWriter::open(addr, TOPIC, "g", task, TIMEOUT).expect("open a");
+    let mut a = open_txn(addr, task).expect("open a");
     let (a1, a2) = (batch("a1", 3), batch("a2", 3));
     a.commit(&a1).expect("a1");
     a.commit(&a2).expect("a2");
 
-    let mut b = ChangelogWriter::open(addr, TOPIC, "g", task, TIMEOUT).expect("open b");
+    let mut b = open_txn(addr, task).expect("open b");
     // The mock cluster does not check producer epochs (A could still
     // commit); it answers A's next transactional request the way a broker
     // that fences does.
@@ -326,7 +365,7 @@ fn a_new_writer_fences_the_old_one_and_restore_skips_a_fenced_partial_batch() {
     // in a transaction the next open rolls back.
     b.produce_without_commit(&batch("b3", 4))
         .expect("stage a batch");
-    let mut c = ChangelogWriter::open(addr, TOPIC, "g", task, TIMEOUT).expect("open c");
+    let mut c = open_txn(addr, task).expect("open c");
     let c1 = batch("c1", 2);
     c.commit(&c1).expect("c1");
 
@@ -341,7 +380,7 @@ fn a_new_writer_fences_the_old_one_and_restore_skips_a_fenced_partial_batch() {
         "the fenced writer's produce never reached the log"
     );
 
-    let (batches, stats) = restore(addr, task, 0);
+    let (batches, stats) = restore(addr, task);
     let got: Vec<Vec<Op>> = batches.into_iter().map(|(ops, _)| ops).collect();
     assert_eq!(got, vec![a1, a2, b1, b2, c1]);
     assert_eq!(stats.discarded, 4);
@@ -358,7 +397,7 @@ fn changelog_writer_child_process() {
     let Ok(addr) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let mut w = ChangelogWriter::open(&addr, TOPIC, "g", 2, TIMEOUT).expect("open");
+    let mut w = open_txn(&addr, 2).expect("open");
     for i in 0..3 {
         w.commit(&batch(&format!("committed{i}"), 10))
             .expect("commit");
@@ -412,8 +451,8 @@ fn a_writer_killed_mid_transaction_leaves_a_partial_batch_that_restore_discards(
 
     // The next owner fences the dead writer, which rolls its transaction
     // back.
-    let mut next = ChangelogWriter::open(addr, TOPIC, "g", 2, TIMEOUT).expect("open");
-    let (batches, stats) = restore(addr, 2, 0);
+    let mut next = open_txn(addr, 2).expect("open");
+    let (batches, stats) = restore(addr, 2);
     assert_eq!(batches.len(), 3);
     assert_eq!(stats.applied, 30);
     assert_eq!(
@@ -425,7 +464,7 @@ fn a_writer_killed_mid_transaction_leaves_a_partial_batch_that_restore_discards(
     assert_eq!(state.len(), 30);
 
     next.commit(&batch("after", 5)).expect("commit after");
-    let (batches, again) = restore(addr, 2, 0);
+    let (batches, again) = restore(addr, 2);
     assert_eq!(batches.len(), 4);
     assert_eq!(
         (again.applied, again.discarded),
@@ -438,17 +477,17 @@ fn a_writer_killed_mid_transaction_leaves_a_partial_batch_that_restore_discards(
 fn a_restore_from_a_checkpoint_reads_only_the_tail() {
     let cluster = txn_cluster();
     let addr = &cluster.addr;
-    let mut w = ChangelogWriter::open(addr, TOPIC, "g", 4, TIMEOUT).expect("open");
+    let mut w = open_txn(addr, 4).expect("open");
     for i in 0..10 {
         w.commit(&batch(&format!("b{i}"), 100)).expect("commit");
     }
-    let (full, stats) = restore(addr, 4, 0);
+    let (full, stats) = restore(addr, 4);
     assert_eq!(full.len(), 10);
     assert_eq!(stats.records, 10 * 101);
 
     // The local store applied seven batches and checkpointed after them.
-    let checkpoint = full[6].1;
-    let (tail, stats) = restore(addr, 4, checkpoint);
+    let checkpoint = full[6].1.clone();
+    let (tail, stats) = restore_from(addr, 4, &checkpoint);
     assert_eq!(stats.records, 3 * 101, "only the tail is read");
     assert_eq!(stats.applied, 300);
     let mut resumed = full[..7].to_vec();
@@ -456,7 +495,7 @@ fn a_restore_from_a_checkpoint_reads_only_the_tail() {
     assert_eq!(state_of(&resumed), state_of(&full));
 
     // From the end, nothing is read.
-    let (none, stats) = restore(addr, 4, full[9].1);
+    let (none, stats) = restore_from(addr, 4, &full[9].1);
     assert!(none.is_empty());
     assert_eq!(stats.records, 0);
 }
@@ -523,7 +562,7 @@ async fn restore_rate_of_200k_records() {
     let started = Instant::now();
     let mut applied = 0usize;
     let stats = ChangelogRestorer::new(&broker.addr(), TOPIC, 5, TIMEOUT)
-        .restore(0, |ops, _| applied += ops.len())
+        .restore(&Position::start(), |ops, _| applied += ops.len())
         .expect("restore");
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(applied, 200_000);
@@ -634,5 +673,338 @@ async fn cooperative_sticky_with_static_members_on_tansu() {
     assert!(
         !disjoint_cover(&owned_now, 6),
         "tansu now converges on a cooperative-sticky assignment: {owned_now:?}"
+    );
+}
+
+/// Polls every member until `done` holds of their assignments or `limit`
+/// passes; how long it took, or what they owned and the rebalance
+/// callbacks each saw.
+fn settle(
+    members: &[&BaseConsumer<Recorder>],
+    limit: Duration,
+    done: impl Fn(&[Vec<i32>]) -> bool,
+) -> Result<Duration, String> {
+    let started = Instant::now();
+    loop {
+        for c in members {
+            let _ = c.poll(Duration::from_millis(10));
+        }
+        let owned_now: Vec<Vec<i32>> = members.iter().map(|c| owned(c)).collect();
+        if done(&owned_now) {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > limit {
+            let callbacks: Vec<Vec<Callback>> = members
+                .iter()
+                .map(|c| c.context().0.lock().map(|e| e.clone()).unwrap_or_default())
+                .collect();
+            return Err(format!("owned {owned_now:?}, callbacks {callbacks:?}"));
+        }
+    }
+}
+
+/// What three static members of one group with an eager assignor did on
+/// tansu: how long each phase took to settle, or what they had after
+/// [`SETTLE_LIMIT`].
+#[derive(Debug)]
+struct Phases {
+    joined: Result<Duration, String>,
+    left: Result<Duration, String>,
+    rejoined: Result<Duration, String>,
+}
+
+const SETTLE_LIMIT: Duration = Duration::from_secs(45);
+
+/// Three members join (settle on a disjoint cover of the 6 tasks), one
+/// closes (the two others should cover all 6 after its session timeout),
+/// it restarts with the same instance id (three again).
+async fn eager_assignment_on_tansu(strategy: &str) -> Phases {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start("memory://tansu/", dir.path());
+    let topic = "g.tasks";
+    let new = NewTopic::new(topic, 6, TopicReplication::Fixed(1));
+    admin(&broker)
+        .create_topics([&new], &AdminOptions::new())
+        .await
+        .expect("create topic");
+    let member = |i: usize| -> BaseConsumer<Recorder> {
+        let c: BaseConsumer<Recorder> = ClientConfig::new()
+            .set("bootstrap.servers", broker.addr())
+            .set("group.id", "g")
+            .set("group.instance.id", format!("g-{i}"))
+            .set("partition.assignment.strategy", strategy)
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500")
+            .set("enable.auto.commit", "false")
+            .create_with_context(Recorder::default())
+            .expect("consumer");
+        c.subscribe(&[topic]).expect("subscribe");
+        c
+    };
+    let cover = |o: &[Vec<i32>]| disjoint_cover(o, 6);
+
+    let (a, b, c) = (member(0), member(1), member(2));
+    let joined = settle(&[&a, &b, &c], SETTLE_LIMIT, cover);
+    // A static member's close sends no LeaveGroup: the others should take
+    // its tasks once its session times out.
+    drop(c);
+    let left = settle(&[&a, &b], SETTLE_LIMIT, cover);
+    let c = member(2);
+    let rejoined = settle(&[&a, &b, &c], SETTLE_LIMIT, cover);
+    let phases = Phases {
+        joined,
+        left,
+        rejoined,
+    };
+    println!("{strategy} on tansu (session timeout 6 s): {phases:?}");
+    phases
+}
+
+/// A measurement, not a check: on tansu 0.6.0 (librdkafka 2.12.1, session
+/// timeout 6 s) the outcome varies from run to run. Observed with `range`:
+/// one run settled every phase (6.1 s after three joined, 12.0 s after one
+/// closed, 18.5 s after it restarted); another settled the join, then the
+/// two others had their tasks revoked and were never assigned again within
+/// 45 s; another never settled at all (assigned and revoked over and
+/// over). With `roundrobin` the three never settled in the runs made. Run
+/// with `--ignored --nocapture` to see the phases.
+fn report(p: &Phases) {
+    let settled = [&p.joined, &p.left, &p.rejoined]
+        .iter()
+        .filter(|r| r.is_ok())
+        .count();
+    println!("phases settled: {settled} of 3");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement of tansu's group handling, which varies from run to run"]
+async fn range_assignment_with_static_members_on_tansu() {
+    report(&eager_assignment_on_tansu("range").await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement of tansu's group handling, which varies from run to run"]
+async fn roundrobin_assignment_with_static_members_on_tansu() {
+    report(&eager_assignment_on_tansu("roundrobin").await);
+}
+
+// ---- Fencing by claims, on tansu.
+
+async fn tansu_with_changelog(dir: &std::path::Path) -> Broker {
+    let broker = Broker::start("memory://tansu/", dir);
+    ensure_topic(&admin(&broker), TOPIC, TASKS)
+        .await
+        .expect("create the changelog topic");
+    broker
+}
+
+fn ops_of(batches: Vec<(Vec<Op>, Position)>) -> Vec<Vec<Op>> {
+    batches.into_iter().map(|(ops, _)| ops).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zombie_writing_after_a_newer_claim_is_dropped_on_restore() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = tansu_with_changelog(dir.path()).await;
+    let addr = &broker.addr();
+    let task = 1;
+
+    // A checks only when told to: it goes on writing after B's claim.
+    let mut a = open_claim(addr, task)
+        .expect("open a")
+        .with_check_interval(u32::MAX, Duration::from_secs(3600));
+    assert_eq!(a.epoch(), Some(1));
+    let (a1, a2) = (batch("a1", 3), batch("a2", 3));
+    a.commit(&a1).expect("a1");
+    a.commit(&a2).expect("a2");
+
+    let mut b = open_claim(addr, task).expect("open b");
+    assert_eq!(b.epoch(), Some(2), "one above the highest epoch in the log");
+    a.commit(&batch("a3", 3)).expect("a zombie's commit");
+    let b1 = batch("b1", 2);
+    b.commit(&b1).expect("b1");
+    a.commit(&batch("a4", 2)).expect("a zombie's commit");
+    let b2 = batch("b2", 2);
+    b.commit(&b2).expect("b2");
+    // A zombie dies mid-batch, between B's batches.
+    a.produce_without_commit(&batch("a5", 2)).expect("a5");
+    let b3 = batch("b3", 2);
+    b.commit(&b3).expect("b3");
+
+    let (batches, stats) = restore(addr, task);
+    assert_eq!(ops_of(batches), vec![a1, a2, b1, b2, b3]);
+    // a3 and a4 with their trailers, and a5.
+    assert_eq!(stats.superseded, 4 + 3 + 2);
+    assert_eq!(stats.discarded, 0);
+    assert_eq!(stats.owner.map(|o| o.epoch), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_owner_reports_fenced_after_a_newer_claim_and_commit_checks_within_the_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = tansu_with_changelog(dir.path()).await;
+    let addr = &broker.addr();
+    let mut a = open_claim(addr, 0).expect("open a");
+    a.commit(&batch("a1", 5)).expect("a1");
+    a.check_owner()
+        .expect("still the owner after its own batch");
+    let b = open_claim(addr, 0).expect("open b");
+    match a.check_owner() {
+        Err(ChangelogError::Fenced { task: 0, .. }) => {}
+        other => panic!("a must learn it was superseded: {other:?}"),
+    }
+    assert!(matches!(
+        a.check_owner(),
+        Err(ChangelogError::Closed { .. })
+    ));
+    assert!(matches!(
+        a.commit(&batch("a2", 1)),
+        Err(ChangelogError::Closed { .. })
+    ));
+
+    // A third owner resumes from B's position: one above B's epoch.
+    let (_, stats) = restore(addr, 0);
+    assert_eq!(
+        stats.owner.as_ref().map(|o| o.writer.as_str()),
+        Some(b.writer_id())
+    );
+    let from = Position {
+        offset: stats.end,
+        owner: stats.owner,
+    };
+    let c = ChangelogWriter::open(addr, TOPIC, "g", 0, Fencing::Claims, &from, TIMEOUT)
+        .expect("open c");
+    assert_eq!(c.epoch(), Some(3));
+
+    // B never calls check_owner: its commits do, at least every
+    // CHECK_EVERY_BATCHES batches.
+    let mut b = b.with_check_interval(
+        slastream::cluster::changelog::CHECK_EVERY_BATCHES,
+        Duration::from_secs(3600),
+    );
+    let mut zombie_batches = 0;
+    let fenced = loop {
+        match b.commit(&batch("b-zombie", 1)) {
+            Ok(_) => zombie_batches += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(fenced, ChangelogError::Fenced { task: 0, .. }),
+        "{fenced}"
+    );
+    assert_eq!(
+        zombie_batches,
+        slastream::cluster::changelog::CHECK_EVERY_BATCHES - 1,
+        "the check before the tenth batch stops it"
+    );
+}
+
+/// The child side of the claims crash test: claims task 2, commits three
+/// batches, produces a fourth without its trailer, says so and waits to be
+/// killed.
+const CLAIM_CHILD_ENV: &str = "SLASTREAM_TEST_CLAIM_CHILD";
+
+#[test]
+fn claim_writer_child_process() {
+    let Ok(addr) = std::env::var(CLAIM_CHILD_ENV) else {
+        return;
+    };
+    let mut w = open_claim(&addr, 2).expect("open");
+    for i in 0..3 {
+        w.commit(&batch(&format!("committed{i}"), 10))
+            .expect("commit");
+    }
+    w.produce_without_commit(&batch("partial", 50))
+        .expect("stage");
+    println!("{CHILD_STAGED}");
+    loop {
+        std::thread::park();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claiming_writer_killed_mid_batch_leaves_a_partial_batch_that_restore_discards() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = tansu_with_changelog(dir.path()).await;
+    let addr = &broker.addr();
+    let mut child = KillOnDrop(
+        Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "cluster::claim_writer_child_process",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CLAIM_CHILD_ENV, addr)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the child writer"),
+    );
+    let stdout = child.0.stdout.take().expect("child stdout");
+    let staged = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.ends_with(CHILD_STAGED));
+    assert!(staged, "the child writer ended before staging its batch");
+    child.0.kill().expect("SIGKILL the child");
+    assert!(!child.0.wait().expect("wait").success());
+
+    let mut next = open_claim(addr, 2).expect("open");
+    assert_eq!(next.epoch(), Some(2));
+    let (batches, stats) = restore(addr, 2);
+    assert_eq!(batches.len(), 3);
+    assert_eq!((stats.applied, stats.discarded), (30, 50));
+    let state = state_of(&batches);
+    assert_eq!(state.len(), 30);
+    assert!(state.keys().all(|k| k.starts_with(b"committed")));
+
+    next.commit(&batch("after", 5)).expect("commit after");
+    let (batches, again) = restore(addr, 2);
+    assert_eq!(batches.len(), 4);
+    assert_eq!(
+        (again.applied, again.discarded),
+        (35, 50),
+        "the partial batch stays out"
+    );
+}
+
+/// Writes 200,000 records (20 batches of 10,000, 100-byte values) through a
+/// claiming writer on tansu, restores them and prints both rates.
+#[tokio::test(flavor = "multi_thread")]
+async fn claims_restore_rate_of_200k_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = tansu_with_changelog(dir.path()).await;
+    let addr = &broker.addr();
+    let mut w = open_claim(addr, 5).expect("open");
+    let value = "v".repeat(100);
+    let started = Instant::now();
+    for b in 0..20 {
+        let ops: Vec<Op> = (0..10_000)
+            .map(|i| op(&format!("bucket/{b:02}/{i:06}"), Some(&value)))
+            .collect();
+        w.commit(&ops).expect("commit");
+    }
+    let wrote = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let mut applied = 0usize;
+    let stats = ChangelogRestorer::new(addr, TOPIC, 5, TIMEOUT)
+        .restore(&Position::start(), |ops, _| applied += ops.len())
+        .expect("restore");
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(applied, 200_000);
+    // The claim and 20 trailers.
+    assert_eq!(stats.records, 200_021);
+    println!(
+        "claims changelog on tansu: wrote 200,000 records in {wrote:.2} s ({:.0} records/s); \
+         restored {} records, {:.1} MB of keys and values in {secs:.2} s: {:.0} records/s, \
+         {:.1} MB/s",
+        200_000.0 / wrote,
+        stats.records,
+        stats.bytes as f64 / 1e6,
+        stats.records as f64 / secs,
+        stats.bytes as f64 / 1e6 / secs,
     );
 }
