@@ -853,6 +853,19 @@ pub struct TrailerRule {
     discarded: u64,
 }
 
+/// Drops a held partial batch (logged with `why`); the records dropped.
+fn discard(w: Window, why: &str) -> u64 {
+    if !w.ops.is_empty() {
+        tracing::info!(
+            writer = %w.writer,
+            seq = w.seq,
+            records = w.ops.len(),
+            "changelog: partial batch {why} discarded"
+        );
+    }
+    w.ops.len() as u64
+}
+
 #[derive(Debug)]
 struct Window {
     writer: String,
@@ -907,15 +920,7 @@ impl TrailerRule {
             }
             slot => {
                 if let Some(old) = slot.take() {
-                    if !old.ops.is_empty() {
-                        tracing::info!(
-                            writer = %old.writer,
-                            seq = old.seq,
-                            records = old.ops.len(),
-                            "changelog: partial batch of a replaced writer discarded"
-                        );
-                    }
-                    self.discarded += old.ops.len() as u64;
+                    self.discarded += discard(old, "of a replaced writer");
                 }
                 slot.insert(Window {
                     writer: rec.writer.clone(),
@@ -965,15 +970,7 @@ impl TrailerRule {
     /// discarded. The total number of records discarded.
     pub fn finish(mut self) -> u64 {
         if let Some(w) = self.window.take() {
-            if !w.ops.is_empty() {
-                tracing::info!(
-                    writer = %w.writer,
-                    seq = w.seq,
-                    records = w.ops.len(),
-                    "changelog: partial batch at the end of the log discarded"
-                );
-            }
-            self.discarded += w.ops.len() as u64;
+            self.discarded += discard(w, "at the end of the log");
         }
         self.discarded
     }
